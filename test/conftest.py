@@ -103,3 +103,14 @@ def ros_context():
 
 def pytest_report_header(config):
     return f"shared test data: {SHARED} ({'present' if SHARED.exists() else 'absent'}); python {sys.version.split()[0]}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print what tests measured (record_property), e.g. the node's end-to-end latency."""
+    rows = [(rep.nodeid, name, value)
+            for reps in terminalreporter.stats.values() for rep in reps
+            if getattr(rep, "when", None) == "call" for name, value in getattr(rep, "user_properties", ())]
+    if rows:
+        terminalreporter.section("measured by the tests")
+        for nodeid, name, value in rows:
+            terminalreporter.write_line(f"{nodeid.split('::')[-1]}: {name} = {value}")

@@ -1,0 +1,271 @@
+"""Single-target SparseTT tracker (the official ``SparseTTTracker`` pipeline).
+
+Steps of :meth:`Tracker.update`: crop -> forward -> penalty + cosine window -> decode -> map back
+-> clip (docs/sparsett_reference.md section 3).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from sparsett_core.model.neck import TemplateFeatures
+from sparsett_core.model.sparsett import SparseTT
+from sparsett_core.tracker.crop import get_crop, normalisation_table, normalise
+from sparsett_core.tracker.presets import TrackerPreset, get_preset
+
+_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _as_bgr(frame: np.ndarray) -> np.ndarray:
+    """Validate a frame and convert grayscale / BGRA to (H, W, 3) uint8 BGR.
+
+    Raises:
+        ValueError: not a numpy uint8 array of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4),
+            or an empty frame.
+    """
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f"frame must be a numpy array (H x W x 3 BGR uint8), got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise ValueError(
+            f"frame must be uint8 (0..255 BGR), got {frame.dtype}; convert it first, e.g. "
+            "np.clip(frame * 255, 0, 255).astype(np.uint8) for a [0, 1] float image"
+        )
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"frame must be H x W (gray), H x W x 1, H x W x 3 (BGR) or H x W x 4 (BGRA), got shape {frame.shape}")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f"frame is empty (shape {frame.shape})")
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(np.ascontiguousarray(frame.reshape(frame.shape[:2])), cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGRA2BGR)
+    return frame
+
+
+class Tracker:
+    """SparseTT single-object tracker (got10k ``Tracker`` contract).
+
+    Conventions: frames are numpy ``uint8`` BGR images, H x W x 3 (as ``cv2.imread`` returns);
+    grayscale (H x W, H x W x 1) and BGRA (H x W x 4) frames are converted to BGR. Boxes are
+    ``(x, y, w, h)`` floats in frame pixels, ``(x, y)`` the top-left corner; internally the state is
+    ``(cx, cy, w, h)`` with ``cx = x + (w - 1) / 2`` (the official "+1" convention).
+
+    Rules for unusual input:
+      * the init box must be finite with ``w > 0`` and ``h > 0`` and overlap the frame, else
+        ``ValueError``; a box partly outside the frame is used unchanged, as the official tracker
+        does (the template crop is padded with the frame's mean colour) and the state is clipped
+        to the frame (``cx`` in [0, W], ``cy`` in [0, H], w in [10, W], h in [10, H]) from the first
+        update on;
+      * ``update`` before ``init`` raises ``RuntimeError``;
+      * the frame size is fixed at ``init``: an ``update`` frame of another size raises
+        ``ValueError`` (re-``init`` on the new stream instead); nothing is rescaled silently.
+
+    Debug attributes (updated on every call, references only): ``template_crop`` (127,127,3) and
+    ``search_crop`` (289,289,3) normalised RGB float32, ``score_map`` (361,) float32,
+    ``pscore_map`` (361,) float64, ``box_map`` (361,4) float32 xyxy crop px, ``best_idx``,
+    ``best_score``, ``best_penalty``, ``best_pscore``, ``scale_x``, ``z_scale``, ``avg_chans``.
+
+    Args:
+        model: a SparseTT; it is put in eval mode.
+        preset: a preset name (got10k, lasot, trackingnet, uav123, otb2015), a TrackerPreset, or
+            None for ``model.default_preset``.
+        device: device to run on (default: the model's).
+        precision: "fp32" (reference), "bf16" or "fp16" (autocast; faster, less exact).
+    """
+
+    def __init__(
+        self,
+        model: SparseTT,
+        preset: str | TrackerPreset | None = None,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+    ) -> None:
+        if precision not in _PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
+        self.preset = get_preset(preset if preset is not None else model.default_preset)
+        self.device = torch.device(device) if device is not None else model.device
+        self.model = model.to(self.device).eval()
+        self.precision = precision
+        s = self.preset.score_size
+        self.window = np.outer(np.hanning(s), np.hanning(s)).reshape(-1)  # (361,) float64
+        self._table = normalisation_table()
+        self._feats: TemplateFeatures | None = None
+        self._pos = np.zeros(2)
+        self._sz = np.zeros(2)
+        self._frame_hw: tuple[int, int] | None = None
+        self.avg_chans = np.zeros(3)
+        self.template_crop = self.search_crop = None
+        self.score_map = self.pscore_map = self.box_map = None
+        self.best_idx, self.best_score, self.best_penalty, self.best_pscore = -1, 0.0, 0.0, 0.0
+        self.scale_x = self.z_scale = 0.0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def initialized(self) -> bool:
+        """True after :meth:`init`."""
+        return self._feats is not None
+
+    @property
+    def template_features(self) -> TemplateFeatures | None:
+        """The cached template encoding (None before :meth:`init`)."""
+        return self._feats
+
+    @property
+    def state(self) -> tuple[float, float, float, float]:
+        """Current target ``(cx, cy, w, h)`` in frame pixels ("+1" convention)."""
+        return (float(self._pos[0]), float(self._pos[1]), float(self._sz[0]), float(self._sz[1]))
+
+    @state.setter
+    def state(self, cxcywh: Sequence[float]) -> None:
+        self.set_state(*cxcywh)
+
+    def set_state(self, cx: float, cy: float, w: float, h: float) -> None:
+        """Overwrite the target state (teacher forcing, re-detection); the template is kept.
+
+        Raises:
+            ValueError: non-finite values or non-positive size.
+        """
+        v = np.array([cx, cy, w, h], dtype=np.float64)
+        if not np.all(np.isfinite(v)) or v[2] <= 0 or v[3] <= 0:
+            raise ValueError(f"state must be finite with w > 0 and h > 0, got {tuple(v)}")
+        self._pos, self._sz = v[:2].copy(), v[2:].copy()
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_PRECISIONS[self.precision])
+
+    def _to_tensor(self, crop_bgr: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        """uint8 BGR crop -> (normalised RGB HWC float32, (1, 3, S, S) tensor on the device)."""
+        norm = normalise(crop_bgr, self._table)
+        t = torch.from_numpy(norm).permute(2, 0, 1).unsqueeze(0).contiguous()
+        return norm, t.to(self.device, non_blocking=True)
+
+    @staticmethod
+    def _check_box(box: Sequence[float], frame_hw: tuple[int, int]) -> np.ndarray:
+        try:
+            b = np.asarray(box, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(f"init box must be 4 numbers (x, y, w, h), got {box!r}") from None
+        if b.size != 4:
+            raise ValueError(f"init box must be 4 numbers (x, y, w, h), got {b.size} values")
+        if not np.all(np.isfinite(b)):
+            raise ValueError(f"init box contains NaN or inf: {tuple(b)}")
+        x, y, w, h = b
+        if w <= 0 or h <= 0:
+            raise ValueError(f"init box must have positive width and height, got w={w}, h={h}")
+        H, W = frame_hw
+        if x >= W or y >= H or x + w <= 0 or y + h <= 0:
+            raise ValueError(f"init box {tuple(b)} lies entirely outside the {W}x{H} frame")
+        return b
+
+    # ------------------------------------------------------------------ API
+    def init(self, frame: np.ndarray, box: Sequence[float]) -> None:
+        """Start tracking the target ``box = (x, y, w, h)`` (top-left, pixels) in ``frame``.
+
+        Raises:
+            ValueError: unusable frame or box (see the class docstring).
+        """
+        im = _as_bgr(frame)
+        b = self._check_box(box, im.shape[:2])
+        r = b.astype(np.float32)
+        pos = np.array([r[0] + (r[2] - 1) / 2, r[1] + (r[3] - 1) / 2], dtype=np.float32)
+        sz = r[2:].copy()
+        self.avg_chans = np.mean(im, axis=(0, 1))  # float64 BGR, reused for every crop
+        p = self.preset
+        crop, self.z_scale = get_crop(im, pos[0], pos[1], sz[0], sz[1], p.z_size, p.z_size, self.avg_chans, p.context_amount)
+        self.template_crop, z = self._to_tensor(crop)
+        with self._autocast():
+            self._feats = self.model.template(z)
+        self._frame_hw = im.shape[:2]
+        self._pos, self._sz = pos.astype(np.float64), sz.astype(np.float64)
+
+    def update(self, frame: np.ndarray) -> tuple[tuple[float, float, float, float], float]:
+        """Track the target into ``frame``.
+
+        Returns:
+            box ``(x, y, w, h)`` floats (top-left, pixels), and the fused score of the chosen location.
+        Raises:
+            RuntimeError: called before :meth:`init`.
+            ValueError: unusable frame, or a frame size different from the one at init.
+        """
+        if self._feats is None:
+            raise RuntimeError("Tracker.update() called before init(); call init(frame, box) first")
+        im = _as_bgr(frame)
+        if im.shape[:2] != self._frame_hw:
+            h0, w0 = self._frame_hw
+            raise ValueError(
+                f"frame size changed from {w0}x{h0} at init to {im.shape[1]}x{im.shape[0]}; "
+                "call init() again for the new stream"
+            )
+        p = self.preset
+        # 1. crop around the previous state
+        crop, scale_x = get_crop(
+            im, self._pos[0], self._pos[1], self._sz[0], self._sz[1], p.z_size, p.x_size, self.avg_chans, p.context_amount
+        )
+        self.search_crop, x = self._to_tensor(crop)
+        # 2. forward
+        with self._autocast():
+            score_t, box_t = self.model.track(x, self._feats)
+        score = score_t[0].float().cpu().numpy()
+        box = box_t[0].float().cpu().numpy()
+        # 3. penalty and window
+        box_wh = np.stack(
+            [(box[:, 0] + box[:, 2]) / 2, (box[:, 1] + box[:, 3]) / 2, box[:, 2] - box[:, 0] + 1, box[:, 3] - box[:, 1] + 1],
+            axis=1,
+        )  # float32 cx, cy, w, h
+        best, pscore, penalty = self._postprocess_score(score, box_wh, scale_x)
+        # 4. decode and map back to the frame
+        pos, sz = self._postprocess_box(best, score, box_wh, penalty, scale_x)
+        # 5. clip to the frame
+        H, W = self._frame_hw
+        pos = np.clip(pos, 0.0, [W, H])
+        sz = np.array([max(p.min_w, min(W, sz[0])), max(p.min_h, min(H, sz[1]))])
+        self._pos, self._sz = pos, sz
+        self.score_map, self.pscore_map, self.box_map = score, pscore, box
+        self.best_idx, self.scale_x = best, scale_x
+        self.best_score, self.best_penalty, self.best_pscore = float(score[best]), float(penalty[best]), float(pscore[best])
+        st = np.concatenate([pos, sz]).astype(np.float32)
+        rect = (st[0] - (st[2] - 1) / 2, st[1] - (st[3] - 1) / 2, st[2], st[3])
+        return tuple(float(v) for v in rect), float(score[best])
+
+    # ------------------------------------------------------------------ post-processing
+    def _postprocess_score(self, score: np.ndarray, box_wh: np.ndarray, scale_x: float) -> tuple[int, np.ndarray, np.ndarray]:
+        """Scale/ratio penalty and cosine window.
+
+        Args:
+            score: (361,) fused score; box_wh: (361, 4) cx, cy, w, h in crop pixels; scale_x: crop scale.
+        Returns:
+            best index, pscore (361,) float64, penalty (361,) float64.
+        """
+        k, wi = self.preset.penalty_k, self.preset.window_influence
+        tw, th = self._sz * scale_x  # target size in crop pixels
+        w, h = box_wh[:, 2].astype(np.float64), box_wh[:, 3].astype(np.float64)
+
+        def size(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray | float:
+            pad = (a + b) * 0.5
+            return np.sqrt((a + pad) * (b + pad))
+
+        def change(r: np.ndarray) -> np.ndarray:
+            return np.maximum(r, 1.0 / r)
+
+        s_c = change(size(w, h) / size(tw, th))
+        r_c = change((tw / th) / (w / h))
+        penalty = np.exp(-(r_c * s_c - 1) * k)
+        pscore = penalty * score * (1 - wi) + self.window * wi
+        return int(np.argmax(pscore)), pscore, penalty
+
+    def _postprocess_box(
+        self, best: int, score: np.ndarray, box_wh: np.ndarray, penalty: np.ndarray, scale_x: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Chosen box -> new (cx, cy) (not smoothed) and (w, h) (smoothed by lr = penalty * score * test_lr)."""
+        pred = (box_wh[best] / np.float32(scale_x)).astype(np.float64)
+        lr = float(penalty[best]) * float(score[best]) * self.preset.test_lr
+        off = (self.preset.x_size // 2) / scale_x
+        pos = np.array([pred[0] + self._pos[0] - off, pred[1] + self._pos[1] - off])
+        sz = self._sz * (1 - lr) + pred[2:] * lr
+        return pos, sz

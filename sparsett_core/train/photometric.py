@@ -1,0 +1,150 @@
+"""Extra pair augmentation for small training sets (SparseTT-Lite): colour, blur, grayscale, flips,
+static-image pairs.
+
+Not part of the official recipe: every probability defaults to 0, and with the defaults
+:meth:`PairAugment.enabled` is False and the data pipeline draws no random number here, so the
+official recipe's pairs are unchanged. ``data.augment`` in a training YAML switches them on
+(``config/train/lite.yaml``).
+
+Two hooks of :class:`sparsett_core.train.data.PairDataset`, both drawing from the pair's own
+generator (so runs stay reproducible and resumable):
+
+* :func:`before_crop` -- a positive pair becomes a *static-image pair* (search frame = template
+  frame; the search crop's scale/shift augmentation still moves and scales the target) with
+  probability ``static_prob``.
+* :func:`after_crop` -- on the uint8 BGR crops: horizontal flip of both crops (and the search
+  box) with ``flip_prob``; grayscale of both with ``gray_prob``; per-crop colour jitter
+  (brightness, contrast, saturation) with ``color_prob``; Gaussian or motion blur of the search
+  crop with ``blur_prob``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PairAugment:
+    """Probabilities and strengths of the extra augmentation (all off by default).
+
+    Attributes:
+        static_prob: probability that a positive pair uses one frame for both crops.
+        flip_prob: probability of flipping both crops horizontally.
+        gray_prob: probability of turning both crops to grayscale.
+        color_prob: probability, per crop, of a colour jitter.
+        brightness, contrast, saturation: jitter ranges: factors drawn from U(1 - r, 1 + r).
+        blur_prob: probability of blurring the search crop (Gaussian or linear motion blur).
+        max_blur: largest blur kernel size in pixels (odd sizes from 3 up to it).
+    """
+
+    static_prob: float = 0.0
+    flip_prob: float = 0.0
+    gray_prob: float = 0.0
+    color_prob: float = 0.0
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    blur_prob: float = 0.0
+    max_blur: int = 9
+
+    def __post_init__(self) -> None:
+        for name in ("static_prob", "flip_prob", "gray_prob", "color_prob", "blur_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"data.augment.{name} must be in [0, 1], got {value}")
+        for name in ("brightness", "contrast", "saturation"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"data.augment.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.max_blur < 3:
+            raise ValueError(f"data.augment.max_blur must be >= 3, got {self.max_blur}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any augmentation is on (False: the hooks are skipped, no random draws)."""
+        return any((self.static_prob, self.flip_prob, self.gray_prob, self.color_prob, self.blur_prob))
+
+
+def before_crop(pair: Any, rng: np.random.Generator, aug: PairAugment) -> Any:
+    """Static-image pair: a positive pair's search frame and box become the template's.
+
+    Args:
+        pair: a :class:`sparsett_core.train.sampler.Pair` (not modified).
+        rng: the pair's generator.
+        aug: the augmentation settings.
+    Returns:
+        the pair, or a copy whose search frame is the template frame.
+    """
+    if not aug.enabled:
+        return pair
+    if rng.random() < aug.static_prob and not pair.negative:
+        return replace(pair, image_x=pair.image_z, box_x=pair.box_z.copy())
+    return pair
+
+
+def color_jitter(crop: np.ndarray, rng: np.random.Generator, aug: PairAugment) -> np.ndarray:
+    """Brightness, contrast and saturation jitter of a (H, W, 3) uint8 BGR crop (random order-free)."""
+    img = crop.astype(np.float32)
+    b = rng.uniform(1 - aug.brightness, 1 + aug.brightness)
+    c = rng.uniform(1 - aug.contrast, 1 + aug.contrast)
+    s = rng.uniform(1 - aug.saturation, 1 + aug.saturation)
+    img = img * b
+    gray = img @ np.array([0.114, 0.587, 0.299], dtype=np.float32)  # BGR luma, (H, W)
+    img = gray.mean() + (img - gray.mean()) * c
+    gray = img @ np.array([0.114, 0.587, 0.299], dtype=np.float32)
+    img = gray[..., None] + (img - gray[..., None]) * s
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def to_gray(crop: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 BGR -> the same shape with three equal channels."""
+    return cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+def blur(crop: np.ndarray, rng: np.random.Generator, aug: PairAugment) -> np.ndarray:
+    """Gaussian blur or a linear motion blur at a random angle, odd kernel in [3, max_blur]."""
+    k = int(rng.integers(1, aug.max_blur // 2 + 1)) * 2 + 1
+    if rng.random() < 0.5:
+        return cv2.GaussianBlur(crop, (k, k), 0)
+    kernel = np.zeros((k, k), np.float32)
+    kernel[k // 2, :] = 1.0 / k
+    rot = cv2.getRotationMatrix2D(((k - 1) / 2, (k - 1) / 2), float(rng.uniform(0, 180)), 1.0)
+    kernel = cv2.warpAffine(kernel, rot, (k, k))
+    kernel /= max(float(kernel.sum()), 1e-6)
+    return cv2.filter2D(crop, -1, kernel)
+
+
+def after_crop(crop_z: np.ndarray, crop_x: np.ndarray, box_x: np.ndarray, rng: np.random.Generator,
+               aug: PairAugment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Augment the two uint8 BGR crops of a pair.
+
+    Args:
+        crop_z: (127, 127, 3) template crop; crop_x: (289, 289, 3) search crop.
+        box_x: (4,) search box x0, y0, x1, y1 in crop pixels ("+1" corners).
+        rng: the pair's generator.
+        aug: the augmentation settings.
+    Returns:
+        crop_z, crop_x, box_x (new arrays where changed; the box is mirrored by a flip).
+    """
+    if not aug.enabled:
+        return crop_z, crop_x, box_x
+    u = rng.random(5)  # fixed number of draws, whatever is applied
+    if u[0] < aug.flip_prob:
+        crop_z, crop_x = crop_z[:, ::-1].copy(), crop_x[:, ::-1].copy()
+        side = crop_x.shape[1]
+        box_x = np.array([side - 1 - box_x[2], box_x[1], side - 1 - box_x[0], box_x[3]], dtype=np.float64)
+    if u[1] < aug.gray_prob:
+        crop_z, crop_x = to_gray(crop_z), to_gray(crop_x)
+    else:
+        if u[2] < aug.color_prob:
+            crop_z = color_jitter(crop_z, rng, aug)
+        if u[3] < aug.color_prob:
+            crop_x = color_jitter(crop_x, rng, aug)
+    if u[4] < aug.blur_prob:
+        crop_x = blur(crop_x, rng, aug)
+    return crop_z, crop_x, box_x
+
+
+__all__ = ["PairAugment", "after_crop", "before_crop", "blur", "color_jitter", "to_gray"]

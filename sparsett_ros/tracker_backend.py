@@ -1,0 +1,154 @@
+"""Builds the object the node tracks with: the SparseTT model + Tracker, or a plug-in.
+
+The node only needs `init(frame_bgr, (x, y, w, h))` and `update(frame_bgr) -> ((x, y, w, h), score)`
+(sparsett_core's Tracker contract). `load_factory("module:function")` makes that object
+replaceable (the `tracker_factory` parameter); tests use it to run the ROS graph logic with a
+cheap deterministic tracker, users can plug in another tracker with the same contract.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from sparsett_ros.params import TrackerParams
+
+DEFAULT_FACTORY = "sparsett_ros.tracker_backend:build_sparsett_tracker"
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (bad checkpoint, device, parameter); the message says what to do."""
+
+
+class TrackerLike(Protocol):
+    def init(self, frame_bgr: np.ndarray, box: tuple[float, float, float, float]) -> None: ...
+
+    def update(self, frame_bgr: np.ndarray) -> tuple[tuple[float, float, float, float], float]: ...
+
+
+@dataclass
+class Backend:
+    """What a factory returns.
+
+    Attributes:
+        tracker: object with the Tracker contract.
+        random_weights: True when the model has no trained weights (flagged in ~/status).
+        description: one line for the start-up log (model, device, precision).
+    """
+
+    tracker: Any
+    random_weights: bool
+    description: str
+
+
+TrackerFactory = Callable[[TrackerParams, Any], Backend]
+
+
+def load_factory(spec: str) -> TrackerFactory:
+    """Import a factory given as "package.module:function"."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise StartupError(f"tracker_factory {spec!r} must look like 'package.module:function'")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise StartupError(f"tracker_factory {spec!r} cannot be imported: {exc}") from exc
+
+
+def resolve_device(device: str) -> str:
+    """auto -> cuda when available, else cpu; cuda without CUDA is a StartupError."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise StartupError("device:=cuda but torch sees no CUDA GPU (torch "
+                           f"{torch.__version__}): use device:=auto or cpu, or install a CUDA build of torch")
+    return device
+
+
+class InferenceTracker:
+    """sparsett_core's Tracker run under torch.inference_mode; forwards its state for LOST handling."""
+
+    def __init__(self, tracker: Any) -> None:
+        self.tracker = tracker
+
+    def init(self, frame_bgr: np.ndarray, box: tuple[float, float, float, float]) -> None:
+        import torch
+
+        with torch.inference_mode():
+            self.tracker.init(frame_bgr, box)
+
+    def update(self, frame_bgr: np.ndarray) -> tuple[tuple[float, float, float, float], float]:
+        import torch
+
+        with torch.inference_mode():
+            box, score = self.tracker.update(frame_bgr)
+        return tuple(float(v) for v in box), float(score)
+
+    @property
+    def state(self) -> tuple[float, float, float, float]:
+        """(cx, cy, w, h) the next search is centred on."""
+        return self.tracker.state
+
+    def set_state(self, cx: float, cy: float, w: float, h: float) -> None:
+        self.tracker.set_state(cx, cy, w, h)
+
+
+def build_sparsett_tracker(params: TrackerParams, logger: Any = None) -> Backend:
+    """SparseTT model from `params.checkpoint` (or random weights) wrapped in sparsett_core's Tracker.
+
+    Raises:
+        StartupError: no checkpoint and allow_random_weights false, missing or unreadable file,
+            unavailable device or precision.
+    """
+    device = resolve_device(params.device)
+    if params.precision == "fp16" and device != "cuda":
+        raise StartupError("precision:=fp16 needs CUDA: use precision:=fp32 (or bf16) on the CPU")
+    try:
+        from sparsett_core import SparseTT, Tracker
+    except ImportError as exc:
+        raise StartupError(f"sparsett_core is not importable ({exc}): install the package (scripts/setup.sh)") from exc
+
+    random_weights = False
+    if params.checkpoint:
+        path = Path(params.checkpoint).expanduser()
+        if not path.is_file():
+            raise StartupError(f"checkpoint {str(path)!r} does not exist: set checkpoint:=/path/to/model "
+                               "(the GOT-10k or full-data SparseTT model, see README)")
+        try:
+            model = SparseTT.from_checkpoint(str(path), device=device)
+        except Exception as exc:  # noqa: BLE001 (any loader error becomes one clear start-up error)
+            raise StartupError(f"checkpoint {str(path)!r} could not be loaded: {exc}") from exc
+        source = str(path)
+    elif params.allow_random_weights:
+        from sparsett_core.config import ModelConfig
+
+        model = SparseTT(ModelConfig()).to(device).eval()
+        random_weights = True
+        source = "RANDOM WEIGHTS"
+    else:
+        raise StartupError("no checkpoint configured: set the parameter checkpoint to a SparseTT model (the GOT-10k "
+                           "or full-data model released with the paper, see README), or allow_random_weights:=true "
+                           "for a demo that tracks nothing meaningful")
+    try:
+        tracker = Tracker(model, preset=params.preset or None, device=device, precision=params.precision)
+    except (ValueError, KeyError) as exc:
+        raise StartupError(f"cannot build the tracker: {exc}") from exc
+    return Backend(InferenceTracker(tracker), random_weights,
+                   f"SparseTT ({source}) on {device}, {params.precision}, preset {params.preset or 'default'}")
+
+
+def warm_up(tracker: Any, iterations: int, size: tuple[int, int] = (640, 480)) -> None:
+    """Run init + `iterations` updates on a synthetic frame so the first real frame is not slow."""
+    if iterations <= 0:
+        return
+    width, height = size
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    tracker.init(frame, (width * 0.4, height * 0.4, width * 0.2, height * 0.2))
+    for _ in range(iterations):
+        tracker.update(frame)
