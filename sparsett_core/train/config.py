@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from .losses import LossWeights
 from .photometric import PairAugment
 
 DATASET_KINDS = ("got10k", "lasot", "trackingnet", "vid", "det", "coco", "sequences")
@@ -119,18 +120,6 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class LossConfig:
-    """Loss weights of the double head and focal-loss parameters."""
-
-    cls_fc: float = 1.4
-    reg_fc: float = 0.6
-    cls_conv: float = 0.5
-    reg_conv: float = 2.0
-    focal_alpha: float = 0.75
-    focal_gamma: float = 2.0
-
-
-@dataclass(frozen=True)
 class ValConfig:
     """Validation on GOT-10k val with the tracker (sparsett_core.eval).
 
@@ -183,7 +172,7 @@ class TrainConfig:
     steps_per_epoch: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
     val: ValConfig = field(default_factory=ValConfig)
 
     def __post_init__(self) -> None:

@@ -230,9 +230,7 @@ class Trainer:
             if info.distributed else None
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=cfg.amp == "fp16")
-        self.actor = SparseTTActor(self.ddp or self.model, LossWeights(
-            cfg.loss.cls_fc, cfg.loss.reg_fc, cfg.loss.cls_conv, cfg.loss.reg_conv, cfg.loss.focal_alpha,
-            cfg.loss.focal_gamma), info.device, self._autocast)
+        self.actor = SparseTTActor(self.ddp or self.model, cfg.loss, info.device, self._autocast)
         self.micro_batch = cfg.micro_batch(info.world_size)
         self.steps = cfg.num_steps()
         mcfg = self.model.config
