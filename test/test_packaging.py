@@ -93,7 +93,8 @@ def test_installed_tracker_node_starts(colcon_install, tmp_path):
                LD_LIBRARY_PATH=f"{colcon_install / 'lib'}:{VENV / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}",
                PATH=f"{VENV / 'bin'}:{os.environ['PATH']}", PYTHONUNBUFFERED="1")
     where = subprocess.run([sys.executable, "-c", "import sparsett_ros.tracker_node as m, sparsett_core as c; "
-                            "print(m.__file__); print(c.__file__)"], env=env, capture_output=True, text=True)
+                            "print(m.__file__); print(c.__file__)"], env=env, capture_output=True, text=True,
+                           cwd=tmp_path)  # not the checkout: the current directory comes first on sys.path
     assert where.returncode == 0, where.stderr
     assert all(line.startswith(str(site)) for line in where.stdout.split()), where.stdout  # the install, not the checkout
     params = colcon_install / "share" / "sparsett_ros" / "config" / "tracker.yaml"
@@ -102,7 +103,7 @@ def test_installed_tracker_node_starts(colcon_install, tmp_path):
         [str(colcon_install / "lib" / "sparsett_ros" / "tracker_node"), "--ros-args",
          "--params-file", str(params), "-p", "allow_random_weights:=true", "-p", "device:=cpu",
          "-r", "__node:=installed_tracker"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     ctx = Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("packaging_probe", context=ctx)

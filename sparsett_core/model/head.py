@@ -145,7 +145,9 @@ class DoubleHead(nn.Module):
 
     def _boxes(self, reg: torch.Tensor, s: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """reg: (B, 4, S, S) raw offsets -> (B, S*S, 4) xyxy in crop pixels."""
-        ltrb = torch.exp(s * reg.float() + b) * self.stride  # fp32: exp overflows in fp16
+        if reg.dtype in (torch.float16, torch.bfloat16):
+            reg = reg.float()  # exp overflows in half precision; float64 (tests) stays float64
+        ltrb = torch.exp(s * reg + b) * self.stride
         ltrb = ltrb.flatten(2).transpose(1, 2)  # B, S*S, 4
         ctr = self.fm_ctr.to(ltrb.dtype)
         return torch.cat([ctr - ltrb[..., :2], ctr + ltrb[..., 2:]], dim=-1)
