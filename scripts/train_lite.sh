@@ -21,6 +21,6 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREAD
 start=$(date +%s)
 sparsett-train --config config/train/lite.yaml --device cpu --no-progress \
   --set "data.datasets=[{kind: sequences, root: '$TRAIN_DIR', subset: '', ratio: 1.0, max_gap: 50}]"
-python -m sparsett_core.model.lite export "work_dir/train/sparsett-lite/epoch-${LITE_EPOCH:-17}.pt" "$OUT" \
+python -m sparsett_core.model.lite export "work_dir/train/sparsett-lite/epoch-${LITE_EPOCH:-16}.pt" "$OUT" \
   --check-dir "$TRAIN_DIR"
 echo "train_lite.sh: done in $(( ($(date +%s) - start) / 60 )) min -> $OUT"

@@ -8,6 +8,6 @@ Public API::
 """
 from sparsett_core.config import ModelConfig
 from sparsett_core.model import CheckpointError, SparseTT
-from sparsett_core.tracker import Tracker, TrackerPreset
+from sparsett_core.tracker import InferenceOptions, MultiTracker, Tracker, TrackerPreset
 
-__all__ = ["CheckpointError", "ModelConfig", "SparseTT", "Tracker", "TrackerPreset"]
+__all__ = ["CheckpointError", "InferenceOptions", "ModelConfig", "MultiTracker", "SparseTT", "Tracker", "TrackerPreset"]

@@ -30,6 +30,9 @@ class TrackerParams:
     preset: str = "got10k"
     device: str = "auto"
     precision: str = "fp32"
+    fast_path: bool = False
+    cuda_graphs: bool = False
+    gpu_crop: bool = False
     warmup_iterations: int = 2
     tracker_factory: str = "sparsett_ros.tracker_backend:build_sparsett_tracker"
     # Output
@@ -68,12 +71,18 @@ class ParamSpec:
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "Path of the SparseTT checkpoint (official .pkl or a sparsett_core checkpoint). "
-              "Empty: no model, an error unless allow_random_weights is true."),
-    ParamSpec("allow_random_weights", "Run on random weights when checkpoint is empty (demos and tests only; "
-              "the tracking is meaningless). Logged as a warning and flagged in ~/status."),
+              "Empty or 'default': the SparseTT-Lite weights shipped with the package; 'random': random "
+              "weights (needs allow_random_weights)."),
+    ParamSpec("allow_random_weights", "Allow random weights: checkpoint 'random', or instead of a checkpoint that "
+              "cannot be loaded (demos and tests only; the tracking is meaningless). Logged as a warning and "
+              "flagged in ~/status."),
     ParamSpec("preset", "Tracker hyper-parameter preset; empty uses the model's default.", choices=PRESETS),
     ParamSpec("device", "Inference device: auto (cuda when available), cuda or cpu.", choices=DEVICES),
     ParamSpec("precision", "Inference precision: fp32, fp16 (CUDA autocast) or bf16 (autocast).", choices=PRECISIONS),
+    ParamSpec("fast_path", "Use sparsett_core's fast path for the device (InferenceOptions.fast: CUDA fp16 + CUDA "
+              "graphs + GPU crop; CPU bf16). Overrides precision, cuda_graphs and gpu_crop."),
+    ParamSpec("cuda_graphs", "Capture the template/track steps as CUDA graphs (CUDA only; ignored on the CPU)."),
+    ParamSpec("gpu_crop", "Crop and normalise with torch ops on the inference device (bit-exact with the cv2 crop)."),
     ParamSpec("warmup_iterations", "Dummy init+update runs before the node reports ready.", min_value=0, max_value=20),
     ParamSpec("tracker_factory", "module:function building the tracker (default: SparseTT + sparsett_core "
               "Tracker); another tracker with the same init/update contract can be plugged in here."),

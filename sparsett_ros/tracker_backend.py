@@ -35,6 +35,9 @@ class Backend:
 
     Attributes:
         tracker: object with the Tracker contract.
+        make_multi: builds an N-target tracker (`init(frame, boxes)`, `update(frame) -> [(box, score)]`)
+            for ~/init_multi; None: the node runs one `tracker`-like object per target
+            (`SequentialMulti`, built by calling the factory again).
         random_weights: True when the model has no trained weights (flagged in ~/status).
         description: one line for the start-up log (model, device, precision).
     """
@@ -42,6 +45,7 @@ class Backend:
     tracker: Any
     random_weights: bool
     description: str
+    make_multi: Callable[[], Any] | None = None
 
 
 TrackerFactory = Callable[[TrackerParams, Any], Backend]
@@ -98,12 +102,89 @@ class InferenceTracker:
         self.tracker.set_state(cx, cy, w, h)
 
 
+class InferenceMultiTracker:
+    """sparsett_core's MultiTracker (one batched step for N targets) under torch.inference_mode."""
+
+    def __init__(self, multi: Any) -> None:
+        self.multi = multi
+
+    def init(self, frame_bgr: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> None:
+        import torch
+
+        with torch.inference_mode():
+            self.multi.init(frame_bgr, boxes)
+
+    def update(self, frame_bgr: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+        import torch
+
+        with torch.inference_mode():
+            out = self.multi.update(frame_bgr)
+        return [(tuple(float(v) for v in box), float(score)) for box, score in out]
+
+
+class SequentialMulti:
+    """N single-target trackers (from `make_one()`) run one after the other: the multi-target fallback."""
+
+    def __init__(self, make_one: Callable[[], Any]) -> None:
+        self.make_one = make_one
+        self.trackers: list[Any] = []
+
+    def init(self, frame_bgr: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> None:
+        trackers = []
+        for box in boxes:
+            tracker = self.make_one()
+            tracker.init(frame_bgr, box)
+            trackers.append(tracker)
+        self.trackers = trackers
+
+    def update(self, frame_bgr: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+        return [tracker.update(frame_bgr) for tracker in self.trackers]
+
+
+def inference_options(params: TrackerParams, device: str) -> Any:
+    """sparsett_core InferenceOptions from the node parameters (fast_path overrides the others)."""
+    from sparsett_core import InferenceOptions
+
+    if params.fast_path:
+        return InferenceOptions.fast(device)
+    return InferenceOptions(precision=params.precision, cuda_graphs=params.cuda_graphs, gpu_crop=params.gpu_crop)
+
+
+def _load_model(params: TrackerParams, device: str, logger: Any) -> tuple[Any, str]:
+    """(model, description) for `params.checkpoint`; model None means "use random weights".
+
+    "" or "default": the SparseTT-Lite weights shipped with the package; "random": random weights;
+    anything else: a checkpoint file. Random weights (asked for, or instead of a checkpoint that
+    cannot be loaded) need allow_random_weights: true.
+    """
+    from sparsett_core import SparseTT
+    from sparsett_core.weights import is_default
+
+    spec = params.checkpoint.strip()
+    hint = ("set checkpoint:=/path/to/model (the GOT-10k or full-data SparseTT model, see README), leave it empty "
+            "for the shipped SparseTT-Lite weights, or allow_random_weights:=true for a demo on random weights")
+    if spec == "random":
+        if not params.allow_random_weights:
+            raise StartupError(f"checkpoint:=random needs allow_random_weights:=true; or {hint}")
+        return None, "RANDOM WEIGHTS"
+    name = "the default SparseTT-Lite weights" if is_default(spec) else repr(str(Path(spec).expanduser()))
+    try:
+        model = SparseTT.from_checkpoint("default" if is_default(spec) else str(Path(spec).expanduser()), device=device)
+    except Exception as exc:  # noqa: BLE001 (any loader error becomes one clear start-up error)
+        if not params.allow_random_weights:
+            raise StartupError(f"checkpoint {name} could not be loaded: {exc}; {hint}") from exc
+        if logger is not None:
+            logger.warning(f"checkpoint {name} could not be loaded ({exc}): RANDOM WEIGHTS (allow_random_weights)")
+        return None, "RANDOM WEIGHTS"
+    return model, name
+
+
 def build_sparsett_tracker(params: TrackerParams, logger: Any = None) -> Backend:
     """SparseTT model from `params.checkpoint` (or random weights) wrapped in sparsett_core's Tracker.
 
     Raises:
-        StartupError: no checkpoint and allow_random_weights false, missing or unreadable file,
-            unavailable device or precision.
+        StartupError: missing or unreadable checkpoint and allow_random_weights false, unavailable
+            device or precision.
     """
     device = resolve_device(params.device)
     if params.precision == "fp16" and device != "cuda":
@@ -113,33 +194,25 @@ def build_sparsett_tracker(params: TrackerParams, logger: Any = None) -> Backend
     except ImportError as exc:
         raise StartupError(f"sparsett_core is not importable ({exc}): install the package (scripts/setup.sh)") from exc
 
-    random_weights = False
-    if params.checkpoint:
-        path = Path(params.checkpoint).expanduser()
-        if not path.is_file():
-            raise StartupError(f"checkpoint {str(path)!r} does not exist: set checkpoint:=/path/to/model "
-                               "(the GOT-10k or full-data SparseTT model, see README)")
-        try:
-            model = SparseTT.from_checkpoint(str(path), device=device)
-        except Exception as exc:  # noqa: BLE001 (any loader error becomes one clear start-up error)
-            raise StartupError(f"checkpoint {str(path)!r} could not be loaded: {exc}") from exc
-        source = str(path)
-    elif params.allow_random_weights:
+    model, source = _load_model(params, device, logger)
+    random_weights = model is None
+    if random_weights:
         from sparsett_core.config import ModelConfig
 
         model = SparseTT(ModelConfig()).to(device).eval()
-        random_weights = True
-        source = "RANDOM WEIGHTS"
-    else:
-        raise StartupError("no checkpoint configured: set the parameter checkpoint to a SparseTT model (the GOT-10k "
-                           "or full-data model released with the paper, see README), or allow_random_weights:=true "
-                           "for a demo that tracks nothing meaningful")
+    options = inference_options(params, device)
     try:
-        tracker = Tracker(model, preset=params.preset or None, device=device, precision=params.precision)
+        tracker = Tracker(model, preset=params.preset or None, device=device, options=options)
     except (ValueError, KeyError) as exc:
         raise StartupError(f"cannot build the tracker: {exc}") from exc
+
+    def make_multi() -> InferenceMultiTracker:
+        from sparsett_core import MultiTracker
+
+        return InferenceMultiTracker(MultiTracker(model, preset=params.preset or None, device=device, options=options))
+
     return Backend(InferenceTracker(tracker), random_weights,
-                   f"SparseTT ({source}) on {device}, {params.precision}, preset {params.preset or 'default'}")
+                   f"SparseTT ({source}) on {device}, {options}, preset {params.preset or 'default'}", make_multi)
 
 
 def warm_up(tracker: Any, iterations: int, size: tuple[int, int] = (640, 480)) -> None:

@@ -14,6 +14,7 @@ import math
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -37,8 +38,18 @@ from sparsett_ros.init_sources import (InitRejected, InitRequest, TwoClickBox, b
 from sparsett_ros.msg import TrackerStatus
 from sparsett_ros.overlay import draw_overlay
 from sparsett_ros.params import SPECS, TrackerParams, declare_parameters, validate_changes
-from sparsett_ros.tracker_backend import Backend, StartupError, load_factory, warm_up
+from sparsett_ros.tracker_backend import Backend, SequentialMulti, StartupError, load_factory, warm_up
 from sparsett_ros.tracking_state import LossThresholds, TrackingStateMachine, TrackState
+
+
+@dataclass(frozen=True)
+class MultiInitRequest:
+    """Several initial boxes (x, y, w, h) on one frame (~/init_multi); stamp 0 = the newest frame."""
+
+    boxes: tuple[tuple[float, float, float, float], ...]
+    stamp_ns: int = 0
+    source: str = "init_multi"
+    is_stop: bool = False
 
 
 def stamp_to_ns(stamp: Any) -> int:
@@ -88,6 +99,10 @@ class TrackerNode(Node):
         factory = tracker_factory or load_factory(p.tracker_factory)
         backend = factory(p, self.get_logger())
         self._tracker = backend.tracker
+        self._make_multi = backend.make_multi or (lambda: SequentialMulti(lambda: factory(p, self.get_logger()).tracker))
+        self._multi: Any = None  # built on the first ~/init_multi
+        self._multi_ids: list[int] | None = None  # ids of the targets while in multi-target mode
+        self._multi_results: list[tuple[tuple[float, float, float, float], float]] = []
         self._random_weights = backend.random_weights
         self.get_logger().info(f"loading done: {backend.description}; warming up")
         warm_up(self._tracker, p.warmup_iterations)
@@ -138,6 +153,7 @@ class TrackerNode(Node):
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
         self.create_subscription(Detection2D, "~/init", self._on_init, command_qos)
         self.create_subscription(RegionOfInterest, "~/init_roi", self._on_init_roi, command_qos)
+        self.create_subscription(Detection2DArray, "~/init_multi", self._on_init_multi, command_qos)
         debug_topic = self.resolve_topic_name("~/debug_image")
         self.create_subscription(Point, self._image_topic + "_mouse_left",
                                  lambda msg: self._on_click("image", msg), command_qos)
@@ -185,9 +201,11 @@ class TrackerNode(Node):
     def _publish_status(self, header: Header) -> None:
         with self._lock:
             box = self._box if self._state.state != TrackState.IDLE else None
+            idle = self._state.state == TrackState.IDLE
+            ids = [str(i) for i in self._multi_ids] if self._multi_ids else [str(self._track_id)]
             msg = TrackerStatus(
                 header=header, state=int(self._state.state), state_name=self._state.state.name,
-                track_id=str(self._track_id) if self._state.state != TrackState.IDLE else "",
+                track_id="" if idle else ",".join(ids), num_targets=0 if idle else len(ids),
                 score=float(self._score), latency_ms=float(self._latency_ms), fps=float(self._fps),
                 frames_received=self._received, frames_processed=self._processed,
                 frames_dropped=self._slot.dropped + self._superseded, inputs_rejected=self._rejected,
@@ -199,20 +217,15 @@ class TrackerNode(Node):
     # ---- callbacks (executor thread: never wait for inference) -------------------------------
 
     def _on_image(self, msg: Image) -> None:
-        received_s = time.monotonic()
-        try:
-            image = image_to_bgr(msg)
-        except ImageConversionError as exc:
-            with self._lock:
-                self._received += 1
-            self._reject("image", str(exc), msg.header)
-            return
-        self._accept_frame(image, msg.header, received_s)
+        self._on_frame(msg, image_to_bgr)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
+        self._on_frame(msg, compressed_to_bgr)
+
+    def _on_frame(self, msg: Image | CompressedImage, convert: Callable[[Any], np.ndarray]) -> None:
         received_s = time.monotonic()
         try:
-            image = compressed_to_bgr(msg)
+            image = convert(msg)
         except ImageConversionError as exc:
             with self._lock:
                 self._received += 1
@@ -255,6 +268,24 @@ class TrackerNode(Node):
             self._reject("init", str(exc))
             return
         self._queue(request)
+
+    def _on_init_multi(self, msg: Detection2DArray) -> None:
+        """Several targets at once: one Detection2D per box; header.stamp names the frame (0: newest)."""
+        if not msg.detections:
+            self._queue(InitRequest(None, 0, "init_multi"))  # an empty array stops tracking
+            return
+        boxes = []
+        try:
+            for i, det in enumerate(msg.detections):
+                request = box_from_detection(det.bbox.center.position.x, det.bbox.center.position.y,
+                                             det.bbox.size_x, det.bbox.size_y, 0, "init_multi")
+                if request.is_stop:
+                    raise InitRejected(f"detection {i} has size 0 x 0 (send an empty array to stop tracking)")
+                boxes.append(request.box)
+        except InitRejected as exc:
+            self._reject("init_multi", str(exc))
+            return
+        self._queue(MultiInitRequest(tuple(boxes), stamp_to_ns(msg.header.stamp)))
 
     def _on_init_roi(self, msg: RegionOfInterest) -> None:
         try:
@@ -350,42 +381,56 @@ class TrackerNode(Node):
                 with self._lock:
                     self._state.stop()
                     self._box, self._score, self._track_size = None, 0.0, None
+                    self._multi_ids = None
                 self.get_logger().info(f"tracking stopped ({request.source})")
                 self._publish_status(self._event_header())
+            elif isinstance(request, MultiInitRequest):
+                self._start_multi(request)
             else:
                 self._start_track(request)
 
-    def _start_track(self, request: InitRequest) -> None:
-        kind = request.source
-        if request.stamp_ns == 0:
+    def _init_frame(self, kind: str, stamp_ns: int) -> Frame | None:
+        """The frame an init request names (rejected with a reason when there is none)."""
+        if stamp_ns == 0:
             frame = self._buffer.newest()
             if frame is None:
                 self._reject(kind, f"no image received yet on {self._image_topic}: send the box after the first frame")
-                return
-        else:
-            frame = self._buffer.get(request.stamp_ns)
-            if frame is None:
-                held = self._buffer.stamp_range()
-                where = f"the buffer holds stamps {held[0]}..{held[1]} ns" if held else "no frame is buffered yet"
-                self._reject(kind, f"no buffered frame has stamp {request.stamp_ns} ns ({where}; "
-                                   f"frame_buffer_size frames are kept); use stamp 0 for the newest frame")
-                return
-        try:
-            box = clip_box_to_image(request.box, *frame.size)
-        except InitRejected as exc:
-            self._reject(kind, str(exc), frame.header)
+            return frame
+        frame = self._buffer.get(stamp_ns)
+        if frame is None:
+            held = self._buffer.stamp_range()
+            where = f"the buffer holds stamps {held[0]}..{held[1]} ns" if held else "no frame is buffered yet"
+            self._reject(kind, f"no buffered frame has stamp {stamp_ns} ns ({where}; "
+                               f"frame_buffer_size frames are kept); use stamp 0 for the newest frame")
+        return frame
+
+    def _start_multi(self, request: MultiInitRequest) -> None:
+        """Start N targets in one batched tracker; ids are consecutive and kept until the next init."""
+        frame = self._init_frame(request.source, request.stamp_ns)
+        if frame is None:
             return
-        self._tracker.init(frame.image, box)
-        self._anchor = tuple(self._tracker.state) if hasattr(self._tracker, "state") else None
+        try:
+            boxes = [clip_box_to_image(box, *frame.size) for box in request.boxes]
+        except InitRejected as exc:
+            self._reject(request.source, str(exc), frame.header)
+            return
+        if self._multi is None:
+            self._multi = self._make_multi()
+        self._multi.init(frame.image, boxes)
         with self._lock:
-            self._track_id += 1
+            ids = list(range(self._track_id + 1, self._track_id + 1 + len(boxes)))
+            self._track_id, self._multi_ids = ids[-1], ids
+            self._multi_results = [(tuple(box), 1.0) for box in boxes]
             self._state.start()
-            self._box, self._score, self._track_size = box, 1.0, frame.size
+            self._box, self._score, self._track_size = boxes[0], 1.0, frame.size
             catchup = self._buffer.after(frame, self._last_taken_seq)
             self._skip_until_seq = max(self._skip_until_seq, frame.seq)
-        self.get_logger().info(f"track {self._track_id}: init from {kind} on frame {frame.stamp_ns} ns, box "
-                               f"({box[0]:.0f}, {box[1]:.0f}, {box[2]:.0f}, {box[3]:.0f})")
+        self.get_logger().info(f"tracks {ids}: {len(boxes)} targets from {request.source} on frame {frame.stamp_ns} ns")
         self._publish_status(frame.header)
+        self._catch_up(catchup)
+
+    def _catch_up(self, catchup: list[Frame]) -> None:
+        """Track at most init_catchup_frames buffered newer frames (evenly spaced) after an init."""
         limit = self.params.init_catchup_frames
         if len(catchup) > limit:
             keep = sorted({int(round(i)) for i in np.linspace(0, len(catchup) - 1, limit)}) if limit else []
@@ -394,8 +439,35 @@ class TrackerNode(Node):
             if past.size == self._track_size:
                 self._track(past)
 
+    def _start_track(self, request: InitRequest) -> None:
+        kind = request.source
+        frame = self._init_frame(kind, request.stamp_ns)
+        if frame is None:
+            return
+        try:
+            box = clip_box_to_image(request.box, *frame.size)
+        except InitRejected as exc:
+            self._reject(kind, str(exc), frame.header)
+            return
+        self._tracker.init(frame.image, box)
+        self._anchor = tuple(self._tracker.state) if hasattr(self._tracker, "state") else None
+        with self._lock:
+            self._multi_ids = None
+            self._track_id += 1
+            self._state.start()
+            self._box, self._score, self._track_size = box, 1.0, frame.size
+            catchup = self._buffer.after(frame, self._last_taken_seq)
+            self._skip_until_seq = max(self._skip_until_seq, frame.seq)
+        self.get_logger().info(f"track {self._track_id}: init from {kind} on frame {frame.stamp_ns} ns, box "
+                               f"({box[0]:.0f}, {box[1]:.0f}, {box[2]:.0f}, {box[3]:.0f})")
+        self._publish_status(frame.header)
+        self._catch_up(catchup)
+
     def _track(self, frame: Frame) -> None:
         """One tracker update; in LOST the search stays centred on the last confident position."""
+        if self._multi_ids:
+            self._track_multi(frame)
+            return
         box, score = self._tracker.update(frame.image)
         score = float(score) if math.isfinite(float(score)) else 0.0
         with self._lock:
@@ -407,6 +479,15 @@ class TrackerNode(Node):
             self._anchor = tuple(self._tracker.state)
         elif can_hold and state == TrackState.LOST and self._anchor is not None:
             self._tracker.set_state(*self._anchor)
+
+    def _track_multi(self, frame: Frame) -> None:
+        """One batched update of every target; the state machine follows the best target's score."""
+        results = [(tuple(float(v) for v in box), float(score) if math.isfinite(float(score)) else 0.0)
+                   for box, score in self._multi.update(frame.image)]
+        with self._lock:
+            self._multi_results = results
+            self._box, self._score = results[0][0], max(score for _, score in results)
+            self._state.update(self._score)
 
     def _process(self, frame: Frame) -> None:
         with self._lock:
@@ -432,12 +513,34 @@ class TrackerNode(Node):
                 self._fps = rate if self._fps == 0 else 0.9 * self._fps + 0.1 * rate
             self._last_done_s = done_s
             state, box, score, track_id = self._state.state, self._box, self._score, self._track_id
-        self._publish_detections(frame.header, state, box, score, track_id)
+            multi = list(zip(self._multi_ids, self._multi_results)) if self._multi_ids else None
+        if multi is not None:
+            self._publish_multi(frame.header, state, multi)
+        else:
+            self._publish_detections(frame.header, state, box, score, track_id)
         self._publish_status(frame.header)
         if self.params.publish_debug_image and self._debug_pub.get_subscription_count() > 0:
             note = "RANDOM WEIGHTS" if self._random_weights else ""
             overlay = draw_overlay(frame.image, box, score, state.name, self._fps, note)
             self._debug_pub.publish(array_to_image(overlay, "bgr8", frame.header))
+
+    def _detection(self, header: Header, box: Any, score: float, track_id: int) -> Detection2D:
+        x, y, w, h = box
+        det = Detection2D(header=header, id=str(track_id))
+        det.bbox.center.position.x, det.bbox.center.position.y = x + w / 2.0, y + h / 2.0
+        det.bbox.size_x, det.bbox.size_y = float(w), float(h)
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = self.params.class_id
+        hypothesis.hypothesis.score = float(score)
+        det.results.append(hypothesis)
+        return det
+
+    def _publish_multi(self, header: Header, state: TrackState, targets: list) -> None:
+        """One Detection2D per target (id = its track id, stable until the next init) while TRACKING."""
+        msg = Detection2DArray(header=header)
+        if state == TrackState.TRACKING:
+            msg.detections = [self._detection(header, box, score, track_id) for track_id, (box, score) in targets]
+        self._det_pub.publish(msg)
 
     def _publish_detections(self, header: Header, state: TrackState, box: Any, score: float, track_id: int) -> None:
         msg = Detection2DArray(header=header)

@@ -106,7 +106,7 @@ def test_sparsett_and_csrt_side_by_side(otb_cut_root, official_checkpoint, tmp_p
     proc = run_cli("run", "--dataset", "otb2015", "--root", str(otb_cut_root), "--checkpoint",
                    str(official_checkpoint), "--results", str(sparsett), "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "preset otb2015" in proc.stderr
+    assert "preset otb2015" in proc.stderr  # the paper model takes the benchmark's preset
     csrt = tmp_path / "csrt"
     assert eval_main(["run", "--dataset", "otb2015", "--root", str(otb_cut_root), "--tracker", "csrt",
                       "--results", str(csrt), "--no-progress"]) == 0
@@ -324,3 +324,12 @@ def test_score_one_sequence_json(sequences_dir, tmp_path):
     np.savetxt(shifted, boxes, delimiter=",", fmt="%.2f")
     result = json.loads(run_cli("score", "--groundtruth", str(gt), "--results", str(shifted), "--json").stdout)
     assert result["ao"] == 0.0 and result["success_auc"] == pytest.approx((20 / 21) / 20)
+
+
+def test_default_preset_follows_the_model(official_checkpoint):
+    """No --preset: the paper model takes the benchmark's preset, the shipped Lite model its own."""
+    from sparsett_core.eval.trackers import build_tracker
+
+    assert build_tracker(checkpoint=official_checkpoint, benchmark="uav123").preset.name == "uav123"
+    assert build_tracker(checkpoint=None, benchmark="uav123").preset.name == "lite"
+    assert build_tracker(checkpoint="default", benchmark="uav123", preset="otb2015").preset.name == "otb2015"

@@ -216,10 +216,13 @@ def test_tracker_factory_errors_say_what_to_do():
     with pytest.raises(StartupError, match="cannot be imported"):
         load_factory("sparsett_ros.nope:build")
     assert load_factory("sparsett_ros.testing:build_template_tracker")
-    with pytest.raises(StartupError, match="no checkpoint configured.*allow_random_weights"):
-        build_sparsett_tracker(P.DEFAULTS)
-    with pytest.raises(StartupError, match="does not exist"):
+    with pytest.raises(StartupError, match="random needs allow_random_weights"):
+        build_sparsett_tracker(dataclasses.replace(P.DEFAULTS, checkpoint="random"))
+    with pytest.raises(StartupError, match="could not be loaded.*not found.*allow_random_weights"):
         build_sparsett_tracker(dataclasses.replace(P.DEFAULTS, checkpoint="/nonexistent/model.pkl"))
+    # empty checkpoint: the shipped SparseTT-Lite weights, not random ones
+    backend = build_sparsett_tracker(dataclasses.replace(P.DEFAULTS, device="cpu"))
+    assert not backend.random_weights and "SparseTT-Lite" in backend.description
     with pytest.raises(StartupError, match="fp16 needs CUDA"):
         build_sparsett_tracker(dataclasses.replace(P.DEFAULTS, device="cpu", precision="fp16"))
 

@@ -146,7 +146,7 @@ def test_lost_and_recovery_with_thresholds_changed_at_run_time(ros_context, mode
 def test_newest_frame_mode_counts_every_dropped_frame(ros_context, vot_bag, tmp_path, record_property):
     """Replayed at camera rate into the slow model: frames not processed are counted as dropped."""
     info, frames, gt = vot_bag
-    params = dict(MODEL, allow_random_weights=True)  # also: the random-weights path flags itself
+    params = dict(MODEL, checkpoint="random", allow_random_weights=True)  # the random-weights path flags itself
     # its own namespace and camera topic: the module's other node may still be running
     node = NodeProcess(node_command(params, image="/cam2/image_raw", namespace="b"), tmp_path / "node.log")
     client = GraphClient(ros_context, node_ns="/b/tracker_node", image_topic="/cam2/image_raw")

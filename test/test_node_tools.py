@@ -89,13 +89,14 @@ def test_readme_demo_writes_mp4_and_numbers(tmp_path):
     run = subprocess.run([sys.executable, "-m", "sparsett_ros.tools.demo", "--frames", "15", "--out", str(out)],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "RANDOM WEIGHTS" in run.stdout and "latency" in run.stdout and "throughput" in run.stdout
+    assert "SparseTT-Lite" in run.stdout and "latency" in run.stdout and "throughput" in run.stdout
     video = cv2.VideoCapture(str(out / "overlay.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 15
     video.release()
     summary = json.loads((out / "detections.json").read_text())["summary"]
     assert summary["frames"] == 15 and summary["processed"] + summary["dropped"] == 15
-    assert summary["random_weights"] and (out / "detections_bag").is_dir()
+    assert not summary["random_weights"] and summary["checkpoint"] == "default" and (out / "detections_bag").is_dir()
+    assert 0.0 <= summary["mean_iou_processed_frames"] <= 1.0  # scored against the scene's ground truth
 
 
 def test_fastdds_robot_profile_uses_large_shared_memory_segments():

@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", default=None,
                      help="SparseTT weights: official .pkl, Swin-T .pth, our checkpoint, or 'default'")
     run.add_argument("--preset", default=None,
-                     help="SparseTT hyper-parameter preset (default: the dataset's own, e.g. otb2015)")
+                     help="SparseTT hyper-parameter preset (default: the dataset's own, e.g. otb2015, for the "
+                     "paper model; the model's own for others, e.g. lite for the shipped weights)")
     run.add_argument("--device", default="cpu", help="torch device for SparseTT (cpu, cuda, cuda:1)")
     run.add_argument("--results", type=Path, default=None,
                      help="output directory for this tracker's results (default results/<dataset>/<name>)")
@@ -90,13 +91,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     name = args.name or args.tracker
     results_dir = args.results or Path("results") / args.dataset / name
     layout = ResultLayout(args.dataset, results_dir)
-    preset = args.preset or args.dataset
+    announced = []
 
     def make_tracker():
-        return build_tracker(args.tracker, checkpoint=args.checkpoint, preset=preset, device=args.device)
+        tracker = build_tracker(args.tracker, checkpoint=args.checkpoint, preset=args.preset, benchmark=args.dataset,
+                                device=args.device)
+        if args.tracker == "sparsett" and not announced:  # the preset actually used, once
+            announced.append(tracker.preset.name)
+            tqdm.write(f"{PROG}: sparsett preset {tracker.preset.name}", file=sys.stderr)
+        return tracker
 
     mine = shard.select(seqs)
-    what = f"{args.tracker}" + (f" (preset {preset})" if args.tracker == "sparsett" else "")
+    what = args.tracker
     print(f"{PROG}: {what} on {args.dataset}: {len(mine)} of {len(seqs)} sequences (shard {shard.index}/{shard.count})"
           f" -> {results_dir}", file=sys.stderr)
     runs = run_dataset(make_tracker, seqs, layout, shard=shard, resume=not args.no_resume,

@@ -50,14 +50,17 @@ def resolve_checkpoint(spec: str | os.PathLike | None) -> Path:
 
 
 def build_tracker(kind: str = "sparsett", *, checkpoint: str | os.PathLike | None = None,
-                  preset: str | None = None, device: str = "cpu") -> TrackerLike:
+                  preset: str | None = None, benchmark: str | None = None, device: str = "cpu") -> TrackerLike:
     """Create a ready-to-init tracker.
 
     Args:
         kind: "sparsett" or "csrt".
         checkpoint: SparseTT weights (see `resolve_checkpoint`); ignored for csrt.
-        preset: SparseTT hyper-parameter preset (got10k, lasot, trackingnet, uav123, otb2015) or
-            None for the model's default; ignored for csrt.
+        preset: SparseTT hyper-parameter preset (got10k, lasot, trackingnet, uav123, otb2015, lite) or
+            None for the default; ignored for csrt.
+        benchmark: the benchmark being run; with no `preset`, the paper model (Swin-T) uses that
+            benchmark's preset, as the official per-benchmark test configs do, and any other model
+            (e.g. the shipped SparseTT-Lite) its own default preset.
         device: torch device for SparseTT.
     """
     if kind == "csrt":
@@ -70,4 +73,6 @@ def build_tracker(kind: str = "sparsett", *, checkpoint: str | os.PathLike | Non
     from sparsett_core import SparseTT, Tracker
 
     model = SparseTT.from_checkpoint(str(path), device=device)
+    if preset is None and benchmark is not None and model.config.variant == "swin_t":
+        preset = benchmark
     return Tracker(model, preset=preset)

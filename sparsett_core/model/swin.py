@@ -48,7 +48,8 @@ def shift_window_mask(height: int, width: int, window: int, shift: int, device: 
             cnt += 1
     win = img.view(height // window, window, width // window, window).transpose(1, 2).reshape(-1, window * window)
     diff = win[:, None, :] - win[:, :, None]  # nW, N, N
-    return torch.where(diff != 0, torch.tensor(-100.0, device=device), torch.tensor(0.0, device=device))
+    # full_like / zeros_like, not torch.tensor(..., device): no host -> device copy (CUDA-graph capturable)
+    return torch.where(diff != 0, torch.full_like(diff, -100.0), torch.zeros_like(diff))
 
 
 class WindowPlan(NamedTuple):

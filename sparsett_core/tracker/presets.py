@@ -74,7 +74,7 @@ def _presets() -> dict[str, TrackerPreset]:
         "uav123": TrackerPreset("uav123", test_lr=0.7364, window_influence=0.2398, penalty_k=0.0734),
         "otb2015": TrackerPreset("otb2015", test_lr=0.626, window_influence=0.2549, penalty_k=0.053),
         # SparseTT-Lite (the shipped default weights), tuned on the four dev sequences (docs/lite.md)
-        "lite": TrackerPreset("lite", test_lr=0.95, window_influence=0.21, penalty_k=0.04),
+        "lite": TrackerPreset("lite", test_lr=0.45, window_influence=0.4, penalty_k=0.08),
     }
 
 

@@ -15,9 +15,9 @@ import torch
 from sparsett_core.model.neck import TemplateFeatures
 from sparsett_core.model.sparsett import SparseTT
 from sparsett_core.tracker.crop import get_crop, normalisation_table, normalise
+from sparsett_core.tracker.fast import (PRECISIONS as _PRECISIONS, FrameUploader, InferenceEngine, InferenceOptions,
+                                        crop_batch, crop_plan, normalise_batch, upload)
 from sparsett_core.tracker.presets import TrackerPreset, get_preset
-
-_PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _as_bgr(frame: np.ndarray) -> np.ndarray:
@@ -74,6 +74,9 @@ class Tracker:
             None for ``model.default_preset``.
         device: device to run on (default: the model's).
         precision: "fp32" (reference), "bf16" or "fp16" (autocast; faster, less exact).
+        options: the inference options (sparsett_core/tracker/fast.py: precision, CUDA graphs,
+            device crop, pinned uploads); given, it replaces ``precision``. With
+            ``gpu_crop=True`` the debug crops ``template_crop`` / ``search_crop`` are not kept (None).
     """
 
     def __init__(
@@ -82,13 +85,21 @@ class Tracker:
         preset: str | TrackerPreset | None = None,
         device: str | torch.device | None = None,
         precision: str = "fp32",
+        options: InferenceOptions | None = None,
     ) -> None:
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
+        if options is not None and precision not in ("fp32", options.precision):
+            raise ValueError(f"precision={precision!r} contradicts options.precision={options.precision!r}: "
+                             "give the precision in the options only")
         self.preset = get_preset(preset if preset is not None else model.default_preset)
         self.device = torch.device(device) if device is not None else model.device
         self.model = model.to(self.device).eval()
-        self.precision = precision
+        self.options = options if options is not None else InferenceOptions(precision=precision)
+        self.precision = self.options.precision
+        self.engine = InferenceEngine(self.model, self.device, self.options)
+        self._upload = FrameUploader(self.device, self.options.pinned_memory)
+        self._table_t = torch.from_numpy(normalisation_table()).to(self.device)
         s = self.preset.score_size
         self.window = np.outer(np.hanning(s), np.hanning(s)).reshape(-1)  # (361,) float64
         self._table = normalisation_table()
@@ -135,15 +146,40 @@ class Tracker:
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=_PRECISIONS[self.precision])
+        return self.engine.autocast()
 
-    def _to_tensor(self, crop_bgr: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-        """uint8 BGR crop -> (normalised RGB HWC float32, (1, 3, S, S) tensor on the device)."""
-        norm = normalise(crop_bgr, self._table)
-        t = torch.from_numpy(norm).permute(2, 0, 1).unsqueeze(0).contiguous()
-        return norm, t.to(self.device, non_blocking=True)
+    def crop_inputs(
+        self, im: np.ndarray, targets: Sequence[tuple[float, float, float, float]], out_size: int,
+        avg_chans: Sequence[np.ndarray], frame_t: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[float], list[np.ndarray | None]]:
+        """N crops of one frame as a network input batch.
+
+        Args:
+            im: (H, W, 3) uint8 BGR frame.
+            targets: N ``(cx, cy, w, h)``; out_size: 127 (template) or 289 (search).
+            avg_chans: N (3,) border colours; frame_t: ``im`` already on the device (gpu_crop).
+        Returns:
+            (N, 3, S, S) float32 normalised RGB on the device, N scales, N debug crops
+            ((S, S, 3) normalised RGB numpy; None with gpu_crop).
+        """
+        p = self.preset
+        if not self.options.gpu_crop:
+            norms, scales = [], []
+            for (cx, cy, w, h), avg in zip(targets, avg_chans):
+                crop, scale = get_crop(im, cx, cy, w, h, p.z_size, out_size, avg, p.context_amount)
+                norms.append(normalise(crop, self._table))
+                scales.append(scale)
+            t = torch.from_numpy(np.stack(norms)).permute(0, 3, 1, 2).contiguous()
+            return t.to(self.device, non_blocking=True), scales, norms
+        if frame_t is None:
+            frame_t = self._upload(im)
+        ix, fx, iy, fy, scales = crop_plan(targets, p.z_size, out_size, p.context_amount)
+        plan = [upload(a, self.device) for a in (ix, fx, iy, fy)]
+        crops = []
+        for n, avg in enumerate(avg_chans):  # one border colour per target
+            border = upload(np.array([int(v) for v in avg], dtype=np.int32), self.device)
+            crops.append(crop_batch(frame_t, *(a[n:n + 1] for a in plan), border))
+        return normalise_batch(torch.cat(crops), self._table_t), scales, [None] * len(scales)
 
     @staticmethod
     def _check_box(box: Sequence[float], frame_hw: tuple[int, int]) -> np.ndarray:
@@ -170,18 +206,22 @@ class Tracker:
         Raises:
             ValueError: unusable frame or box (see the class docstring).
         """
-        im = _as_bgr(frame)
-        b = self._check_box(box, im.shape[:2])
-        r = b.astype(np.float32)
-        pos = np.array([r[0] + (r[2] - 1) / 2, r[1] + (r[3] - 1) / 2], dtype=np.float32)
-        sz = r[2:].copy()
+        im, pos, sz = self.prepare_init(frame, box)
         self.avg_chans = np.mean(im, axis=(0, 1))  # float64 BGR, reused for every crop
-        p = self.preset
-        crop, self.z_scale = get_crop(im, pos[0], pos[1], sz[0], sz[1], p.z_size, p.z_size, self.avg_chans, p.context_amount)
-        self.template_crop, z = self._to_tensor(crop)
-        with self._autocast():
-            self._feats = self.model.template(z)
-        self._frame_hw = im.shape[:2]
+        z, scales, norms = self.crop_inputs(im, [(pos[0], pos[1], sz[0], sz[1])], self.preset.z_size, [self.avg_chans])
+        self.template_crop, self.z_scale = norms[0], scales[0]
+        self.set_template(self.engine.template(z), im.shape[:2], pos, sz)
+
+    def prepare_init(self, frame: np.ndarray, box: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validate ``frame``/``box`` for :meth:`init`; returns (BGR frame, pos (2,) float32, sz (2,) float32)."""
+        im = _as_bgr(frame)
+        r = self._check_box(box, im.shape[:2]).astype(np.float32)
+        return im, np.array([r[0] + (r[2] - 1) / 2, r[1] + (r[3] - 1) / 2], dtype=np.float32), r[2:].copy()
+
+    def set_template(self, feats, frame_hw: tuple[int, int], pos: np.ndarray, sz: np.ndarray) -> None:
+        """Install a template encoding (batch 1) and the initial state (used by :meth:`init` and MultiTracker)."""
+        self._feats = feats
+        self._frame_hw = frame_hw
         self._pos, self._sz = pos.astype(np.float64), sz.astype(np.float64)
 
     def update(self, frame: np.ndarray) -> tuple[tuple[float, float, float, float], float]:
@@ -193,6 +233,16 @@ class Tracker:
             RuntimeError: called before :meth:`init`.
             ValueError: unusable frame, or a frame size different from the one at init.
         """
+        im = self.check_frame(frame)
+        # 1. crop around the previous state
+        x, scales, norms = self.crop_inputs(im, [self.search_target()], self.preset.x_size, [self.avg_chans])
+        self.search_crop = norms[0]
+        # 2. forward (the only device -> host read of the step)
+        score_t, box_t = self.engine.track(x, self._feats)
+        return self.finish_update(score_t[0].cpu().numpy(), box_t[0].cpu().numpy(), scales[0])
+
+    def check_frame(self, frame: np.ndarray) -> np.ndarray:
+        """Validate an update frame (initialised tracker, same size as at init); returns it as BGR."""
         if self._feats is None:
             raise RuntimeError("Tracker.update() called before init(); call init(frame, box) first")
         im = _as_bgr(frame)
@@ -202,17 +252,15 @@ class Tracker:
                 f"frame size changed from {w0}x{h0} at init to {im.shape[1]}x{im.shape[0]}; "
                 "call init() again for the new stream"
             )
+        return im
+
+    def search_target(self) -> tuple[float, float, float, float]:
+        """(cx, cy, w, h) the next search crop is centred on."""
+        return (self._pos[0], self._pos[1], self._sz[0], self._sz[1])
+
+    def finish_update(self, score: np.ndarray, box: np.ndarray, scale_x: float) -> tuple[tuple[float, float, float, float], float]:
+        """Post-process one target's maps (score (361,), box (361, 4) xyxy crop px) into the new state and box."""
         p = self.preset
-        # 1. crop around the previous state
-        crop, scale_x = get_crop(
-            im, self._pos[0], self._pos[1], self._sz[0], self._sz[1], p.z_size, p.x_size, self.avg_chans, p.context_amount
-        )
-        self.search_crop, x = self._to_tensor(crop)
-        # 2. forward
-        with self._autocast():
-            score_t, box_t = self.model.track(x, self._feats)
-        score = score_t[0].float().cpu().numpy()
-        box = box_t[0].float().cpu().numpy()
         # 3. penalty and window
         box_wh = np.stack(
             [(box[:, 0] + box[:, 2]) / 2, (box[:, 1] + box[:, 3]) / 2, box[:, 2] - box[:, 0] + 1, box[:, 3] - box[:, 1] + 1],

@@ -8,7 +8,8 @@
 bag at its recorded rate (bag_replay) after a stamped initial box on the first frame, 5. records
 the node's detections (an MCAP bag and JSON), 6. writes the overlay MP4, and 7. prints
 throughput, dropped frames and latency percentiles. Without a checkpoint (--checkpoint or the
-params file's `checkpoint`) it runs on RANDOM WEIGHTS and says so: the boxes are then meaningless.
+params file's `checkpoint`) the node uses the SparseTT-Lite weights shipped with the package;
+`--checkpoint random` runs on RANDOM WEIGHTS and says so (the boxes are then meaningless).
 
 On machines where DDS must stay on loopback, run it inside ../shared/tools/netns-run.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sparsett_ros.tools.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--video", help="input video (default: render a synthetic scene)")
     parser.add_argument("--init", help="initial box x,y,w,h on the first frame (required with --video)")
-    parser.add_argument("--checkpoint", help="SparseTT checkpoint (default: the params file's)")
+    parser.add_argument("--checkpoint", help="SparseTT checkpoint (default: the params file's; empty there = the "
+                        "shipped SparseTT-Lite weights); 'random' for random weights")
     parser.add_argument("--params-file", default=None, help="default: config/tracker.yaml")
     parser.add_argument("--device", default=None, help="auto | cuda | cpu (default: the params file's)")
     parser.add_argument("--frames", type=int, default=90, help="frames to render / read")
@@ -198,10 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     init_box = tuple(float(v) for v in args.init.split(",")) if args.init else tuple(gt[0])
     frames = list(read_frames(video, args.frames))
     bag = out / "input_bag"
-    if bag.exists():
-        import shutil
-
-        shutil.rmtree(bag)
+    for old in (bag, out / "detections_bag"):  # a rerun into the same folder replaces the last run's bags
+        if old.exists():
+            shutil.rmtree(old)
     info = write_image_bag(bag, frames, IMAGE_TOPIC, args.rate, "camera", groundtruth=gt)
     print(f"bag: {bag} ({len(info.stamps_ns)} frames {info.size[0]}x{info.size[1]} at {args.rate:g} Hz, MCAP)")
 
@@ -217,13 +219,15 @@ def main(argv: list[str] | None = None) -> None:
     cmd += ["-r", f"image:={IMAGE_TOPIC}"]
     if checkpoint:
         cmd += ["-p", f"checkpoint:={checkpoint}"]
-        note = ""
-    else:
+    note = ""
+    if checkpoint == "random":
         cmd += ["-p", "allow_random_weights:=true"]
         note = "RANDOM WEIGHTS"
-        print("NO CHECKPOINT CONFIGURED: running on RANDOM WEIGHTS. The pipeline, timing and overlay are real, "
-              "the boxes are meaningless. Pass --checkpoint (the GOT-10k or full-data SparseTT model) for real "
-              "tracking.")
+        print("RANDOM WEIGHTS (--checkpoint random): the pipeline, timing and overlay are real, the boxes are "
+              "meaningless. Leave --checkpoint out for the shipped SparseTT-Lite weights, or pass the GOT-10k or "
+              "full-data SparseTT model.")
+    elif not checkpoint:
+        print("model: the SparseTT-Lite weights shipped with the package (pass --checkpoint for another model)")
     if args.device:
         cmd += ["-p", f"device:={args.device}"]
     log_path = out / "tracker_node.log"
@@ -316,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         "dropped": int(status.frames_dropped), "rejected": int(status.inputs_rejected),
         "throughput_fps": round((len(processed)) / wall, 2) if wall > 0 else 0.0,
         "latency_ms": {f"p{q}": round(float(np.percentile(latency, q)), 1) for q in (50, 90, 99)} if len(latency)
-        else {}, "random_weights": bool(status.random_weights), "checkpoint": checkpoint or None,
+        else {}, "random_weights": bool(status.random_weights), "checkpoint": checkpoint or "default",
     }
     if gt is not None and boxes:
         ious = [iou(np.asarray(boxes[t][:4]), gt[i]) for i, t in enumerate(info.stamps_ns) if t in boxes]
@@ -334,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"mean IoU vs the scene's ground truth on processed frames: {summary['mean_iou_processed_frames']}"
               + (" (random weights: meaningless)" if note else ""))
     if note:
-        print("REMINDER: this run used RANDOM WEIGHTS (no checkpoint configured).")
+        print("REMINDER: this run used RANDOM WEIGHTS (--checkpoint random).")
 
 
 if __name__ == "__main__":
