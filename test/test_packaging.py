@@ -76,7 +76,8 @@ def test_colcon_build_installs_one_package(colcon_install):
     share = colcon_install / "share" / "sparsett_ros"
     for rel in ("package.xml", "launch/tracker.launch.py", "config/tracker.yaml", "msg/TrackerStatus.msg"):
         assert (share / rel).exists(), rel
-    for rel in ("sparsett_ros/msg/_tracker_status.py", "sparsett_ros/tracker_node.py", "sparsett_core/__init__.py"):
+    for rel in ("sparsett_ros/msg/_tracker_status.py", "sparsett_ros/tracker_node.py", "sparsett_core/__init__.py",
+                "sparsett_core/weights/default.pt"):  # the default weights: the node tracks out of the box
         assert (site / rel).exists(), rel
 
 
