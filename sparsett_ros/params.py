@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-PRESETS = ("", "got10k", "lasot", "trackingnet", "uav123", "otb2015")
+PRESETS = ("", "got10k", "lasot", "trackingnet", "uav123", "otb2015", "lite")
 DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("fp32", "fp16", "bf16")
 IMAGE_QOS = ("sensor_data", "reliable")
@@ -27,8 +27,9 @@ class TrackerParams:
     # Model
     checkpoint: str = ""
     allow_random_weights: bool = False
-    preset: str = "got10k"
+    preset: str = ""
     device: str = "auto"
+    num_threads: int = 0
     precision: str = "fp32"
     fast_path: bool = False
     cuda_graphs: bool = False
@@ -78,6 +79,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "flagged in ~/status."),
     ParamSpec("preset", "Tracker hyper-parameter preset; empty uses the model's default.", choices=PRESETS),
     ParamSpec("device", "Inference device: auto (cuda when available), cuda or cpu.", choices=DEVICES),
+    ParamSpec("num_threads", "CPU threads for inference (torch.set_num_threads); 0 keeps torch's default (all "
+              "cores). On a computer shared with other busy processes, 1 is often much faster.",
+              min_value=0, max_value=256),
     ParamSpec("precision", "Inference precision: fp32, fp16 (CUDA autocast) or bf16 (autocast).", choices=PRECISIONS),
     ParamSpec("fast_path", "Use sparsett_core's fast path for the device (InferenceOptions.fast: CUDA fp16 + CUDA "
               "graphs + GPU crop; CPU bf16). Overrides precision, cuda_graphs and gpu_crop."),

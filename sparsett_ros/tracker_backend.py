@@ -194,6 +194,10 @@ def build_sparsett_tracker(params: TrackerParams, logger: Any = None) -> Backend
     except ImportError as exc:
         raise StartupError(f"sparsett_core is not importable ({exc}): install the package (scripts/setup.sh)") from exc
 
+    if params.num_threads:
+        import torch
+
+        torch.set_num_threads(params.num_threads)
     model, source = _load_model(params, device, logger)
     random_weights = model is None
     if random_weights:

@@ -132,11 +132,11 @@ def test_missing_checkpoint_is_a_clear_error_and_nonzero_exit(tmp_path):
     from node_graph import REPO
 
     ros_guard()  # the node creates a ROS context
-    cmd = node_command({"warmup_iterations": 0})
+    cmd = node_command({"warmup_iterations": 0, "checkpoint": "random"})
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
-    assert "no checkpoint configured" in out.stderr + out.stdout
+    assert "random needs allow_random_weights" in out.stderr + out.stdout
     missing = tmp_path / "nope.pkl"
     out = subprocess.run(node_command({"checkpoint": str(missing)}), cwd=REPO, capture_output=True, text=True,
                          timeout=120)
-    assert out.returncode != 0 and "does not exist" in out.stderr + out.stdout
+    assert out.returncode != 0 and "not found" in out.stderr + out.stdout and str(missing) in out.stderr + out.stdout
