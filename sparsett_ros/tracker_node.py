@@ -543,17 +543,10 @@ class TrackerNode(Node):
         self._det_pub.publish(msg)
 
     def _publish_detections(self, header: Header, state: TrackState, box: Any, score: float, track_id: int) -> None:
+        """One Detection2D while TRACKING, none while IDLE or LOST."""
         msg = Detection2DArray(header=header)
         if state == TrackState.TRACKING and box is not None:
-            x, y, w, h = box
-            det = Detection2D(header=header, id=str(track_id))
-            det.bbox.center.position.x, det.bbox.center.position.y = x + w / 2.0, y + h / 2.0
-            det.bbox.size_x, det.bbox.size_y = float(w), float(h)
-            hypothesis = ObjectHypothesisWithPose()
-            hypothesis.hypothesis.class_id = self.params.class_id
-            hypothesis.hypothesis.score = float(score)
-            det.results.append(hypothesis)
-            msg.detections.append(det)
+            msg.detections.append(self._detection(header, box, score, track_id))
         self._det_pub.publish(msg)
 
 
