@@ -22,11 +22,12 @@ MODEL = {"device": "cpu", "warmup_iterations": 1, "image_qos": "reliable", "imag
 
 @pytest.fixture(scope="module")
 def vot_bag(sequences_dir, tmp_path_factory):
-    from sparsett_ros.tools.bag_from_video import read_frames, read_groundtruth, write_image_bag
+    from sparsett_core.eval.boxes import read_boxes
+    from sparsett_ros.tools.bag_from_video import read_frames, write_image_bag
 
     seq = sequences_dir / "vot_bag"
     frames = list(read_frames(seq / "img", max_frames=2 * N_FRAMES))
-    gt = read_groundtruth(seq / "groundtruth_rect.txt")[: len(frames)]
+    gt = read_boxes(seq / "groundtruth_rect.txt")[: len(frames)]
     info = write_image_bag(tmp_path_factory.mktemp("bag") / "vot_bag_mcap", frames, TOPIC, rate=30.0,
                            frame_id="camera", groundtruth=gt)
     return info, frames, gt

@@ -17,12 +17,13 @@ def test_bag_from_video_writes_images_and_groundtruth_that_read_back(sequences_d
     from rosbags.highlevel import AnyReader
 
     from sparsett_ros.image_conversion import image_to_bgr
-    from sparsett_ros.tools.bag_from_video import main, read_groundtruth
+    from sparsett_core.eval.boxes import read_boxes
+    from sparsett_ros.tools.bag_from_video import main
 
     seq = sequences_dir / "vot_bag"
     main([str(seq / "img"), str(tmp_path / "bag"), "--rate", "10", "--max-frames", "3", "--encoding", "rgb8",
           "--groundtruth", str(seq / "groundtruth_rect.txt"), "--frame-id", "cam"])
-    gt = read_groundtruth(seq / "groundtruth_rect.txt")
+    gt = read_boxes(seq / "groundtruth_rect.txt")
     files = sorted((seq / "img").iterdir())[:3]
     with AnyReader([tmp_path / "bag"]) as reader:
         assert {c.topic: c.msgtype for c in reader.connections} == {

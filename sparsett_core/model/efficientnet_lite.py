@@ -20,8 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+from sparsett_core.tracker.crop import IMAGENET_MEAN_RGB as IMAGENET_MEAN, IMAGENET_STD_RGB as IMAGENET_STD
 
 # (repeats, kernel, stride, expand ratio, in, out) of EfficientNet-Lite0 stages, up to stride 16.
 _LITE0_STAGES = (

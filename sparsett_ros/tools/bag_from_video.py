@@ -11,6 +11,7 @@ stamps. Written with `rosbags` (no ROS installation needed); `ros2 bag play` and
 from __future__ import annotations
 
 import argparse
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -18,7 +19,9 @@ from typing import Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+from sparsett_core.eval.boxes import read_boxes
+from sparsett_core.video import open_source
+
 
 # vision_msgs 4.1.1 definitions (not in rosbags' stores); the bag stores them, readers need nothing.
 VISION_MSGS = {
@@ -56,42 +59,9 @@ def make_typestore():
 
 
 def read_frames(source: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """BGR uint8 frames from a video file or a folder of images (sorted file names)."""
-    source = Path(source)
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise FileNotFoundError(f"no {'/'.join(IMAGE_SUFFIXES)} images in folder {source}")
-        for i, path in enumerate(files):
-            if max_frames is not None and i >= max_frames:
-                return
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                raise ValueError(f"cannot decode image {path}")
-            yield image
-        return
-    if not source.is_file():
-        raise FileNotFoundError(f"video or image folder {source} does not exist")
-    capture = cv2.VideoCapture(str(source))
-    if not capture.isOpened():
-        raise ValueError(f"OpenCV cannot open video {source} (is it a video file?)")
-    try:
-        count = 0
-        while max_frames is None or count < max_frames:
-            ok, image = capture.read()
-            if not ok:
-                break
-            count += 1
-            yield image
-    finally:
-        capture.release()
-
-
-def read_groundtruth(path: str | Path) -> np.ndarray:
-    """(N, 4) float64 x, y, w, h per line (comma, tab or space separated)."""
-    rows = [[float(v) for v in line.replace("\t", ",").replace(" ", ",").split(",") if v]
-            for line in Path(path).read_text().splitlines() if line.strip()]
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+    """BGR uint8 frames from a video file or a folder of images (sparsett_core.video's readers)."""
+    with open_source(Path(source)) as frames:
+        yield from itertools.islice(frames, max_frames)
 
 
 def write_image_bag(out: str | Path, frames: Iterable[np.ndarray], topic: str = "/camera/image_raw",
@@ -173,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--groundtruth", help="x,y,w,h per line; written on /groundtruth")
     parser.add_argument("--max-frames", type=int)
     args = parser.parse_args(argv)
-    gt = read_groundtruth(args.groundtruth) if args.groundtruth else None
+    gt = read_boxes(args.groundtruth) if args.groundtruth else None
     info = write_image_bag(args.out, read_frames(args.source, args.max_frames), args.topic, args.rate,
                            args.frame_id, args.encoding, gt)
     print(f"wrote {len(info.stamps_ns)} frames {info.size[0]}x{info.size[1]} on {info.topic} at {args.rate:g} Hz "

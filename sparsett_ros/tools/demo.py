@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 import yaml
 
+from sparsett_core.eval.metrics import iou as box_iou
 from sparsett_ros.overlay import draw_overlay
 from sparsett_ros.tools.bag_from_video import make_typestore, read_frames, write_image_bag
 
@@ -86,14 +87,6 @@ def render_scene(path: Path, frames: int = 90, size: tuple[int, int] = (640, 360
         boxes.append((cx - r, cy - r, 2 * r, 2 * r))
     writer.release()
     return np.asarray(boxes)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 class Recorder:
@@ -323,7 +316,8 @@ def main(argv: list[str] | None = None) -> None:
         else {}, "random_weights": bool(status.random_weights), "checkpoint": checkpoint or "default",
     }
     if gt is not None and boxes:
-        ious = [iou(np.asarray(boxes[t][:4]), gt[i]) for i, t in enumerate(info.stamps_ns) if t in boxes]
+        hit = [i for i, t in enumerate(info.stamps_ns) if t in boxes]
+        ious = box_iou(np.array([boxes[info.stamps_ns[i]][:4] for i in hit]), gt[hit])
         summary["mean_iou_processed_frames"] = round(float(np.mean(ious)), 3)
     (out / "detections.json").write_text(json.dumps({"summary": summary, "boxes_xywh_score": {
         str(t): b for t, b in sorted(boxes.items())}}, indent=1))
