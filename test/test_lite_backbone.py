@@ -78,3 +78,40 @@ def test_foreign_file_is_rejected_with_the_key(tmp_path):
     torch.save({"conv.weight": torch.zeros(3)}, bad)
     with pytest.raises(ValueError, match="not an EfficientNet-Lite0"):
         load_lite0_imagenet(EfficientNetLite0S16(), bad)
+
+
+# ----------------------------------------------------------------------------------- inference copy
+def _trained_looking_backbone() -> EfficientNetLite0S16:
+    """ImageNet weights (realistic BatchNorm statistics), frozen-BN eval mode."""
+    net = EfficientNetLite0S16()
+    load_lite0_imagenet(net)
+    return net.eval()
+
+
+@pytest.mark.parametrize("size", [289, 127])  # 127 has an asymmetric "SAME" pad (64 -> 32)
+def test_folded_inference_copy_gives_the_module_outputs(size):
+    net = _trained_looking_backbone()
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+    with torch.enable_grad():  # autograd on: the plain module runs
+        ref = net(x)
+    with torch.inference_mode():  # eval + no autograd: the folded channels-last copy runs
+        out = net(x)
+    assert out.is_contiguous() and out.shape == ref.shape
+    assert (out - ref).abs().max().item() < 1e-4 * ref.abs().max().item()
+
+
+def test_folded_copy_follows_weight_changes():
+    """An optimiser step or a load must not leave a stale inference copy behind."""
+    net = _trained_looking_backbone()
+    x = torch.randn(1, 3, 127, 127, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = net(x)
+        first = net.folded()
+        assert net.folded() is first  # cached while nothing changes
+        net._blocks[3]._bn1.bias.add_(0.5)  # in place, as an optimiser step
+        after = net(x)
+        assert net.folded() is not first
+        net.fold_inference = False
+        plain = net(x)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, plain, rtol=1e-4, atol=1e-4 * plain.abs().max().item())

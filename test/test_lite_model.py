@@ -149,9 +149,41 @@ def test_static_pairs_use_the_template_frame_for_positives_only():
     assert before_crop(neg, np.random.default_rng(0), aug).image_x is b
 
 
+def test_stretch_moves_the_box_with_the_pixels():
+    """The aspect stretch resizes the frame, and the box still covers exactly the stretched target."""
+    from sparsett_core.train.photometric import stretch
+
+    im = np.zeros((360, 640, 3), np.uint8)
+    im[100:200, 300:340] = 255  # 40 x 100 target: corners 300, 100, 339, 199
+    for a in (1.5, 0.7):
+        out, box = stretch(im, np.array([300.0, 100, 339, 199]), a)
+        assert out.shape[:2] == (round(360 / a), round(640 * a))
+        ys, xs = np.nonzero(out[..., 0] > 127)
+        np.testing.assert_allclose(box, [xs.min(), ys.min(), xs.max(), ys.max()], atol=1.0)
+        assert (box[2] - box[0] + 1) / (box[3] - box[1] + 1) == pytest.approx(0.4 * a * a, rel=1e-2)
+
+
+def test_stretched_pairs_change_shape_not_content():
+    from sparsett_core.train.sampler import Pair
+
+    a, b = np.zeros((360, 640, 3), np.uint8), np.ones((360, 640, 3), np.uint8)
+    pair = Pair(a, np.array([10.0, 10, 49, 109]), b, np.array([20.0, 20, 59, 119]), negative=False)
+    out = before_crop(pair, np.random.default_rng(0), PairAugment(stretch_prob=1.0, max_stretch=2.0))
+    aspect = out.image_z.shape[1] / out.image_z.shape[0] / (640 / 360)
+    assert out.image_x.shape == out.image_z.shape and aspect != pytest.approx(1.0, abs=1e-3)
+    assert (out.image_x == 1).all() and (out.image_z == 0).all()
+    for before, after in ((pair.box_z, out.box_z), (pair.box_x, out.box_x)):  # same factor for both boxes
+        ratio = ((after[2] - after[0] + 1) / (after[3] - after[1] + 1)) / ((before[2] - before[0] + 1) / (before[3] - before[1] + 1))
+        assert ratio == pytest.approx(aspect, rel=0.02)
+    kept = before_crop(pair, np.random.default_rng(0), PairAugment(stretch_prob=1e-9))
+    assert kept.image_z is a and kept.image_x is b
+
+
 def test_augmentation_settings_are_validated():
     with pytest.raises(ValueError, match="flip_prob"):
         PairAugment(flip_prob=1.5)
+    with pytest.raises(ValueError, match="max_stretch"):
+        PairAugment(max_stretch=0.5)
 
 
 # ----------------------------------------------------------------------------------- shipped weights

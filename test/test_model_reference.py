@@ -117,6 +117,26 @@ def test_topk_is_sparse_and_exact_k():
     assert torch.allclose(w.sum(-1), torch.ones_like(w.sum(-1)))
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_partition_topk_equals_torch_topk(ties):
+    """The CPU inference path of the sparse softmax gives torch.topk's weights, exactly k per row,
+    also when a row has equal logits at the k-th place (crop padding gives equal features)."""
+    from sparsett_core.model.neck import topk_softmax
+
+    logits = torch.randn(2, 4, 50, 50, generator=torch.Generator().manual_seed(0))
+    if ties:
+        logits[0, 1, :, 10:30] = 3.0  # 20 equal values straddle k = 8
+    ref = topk_softmax(logits.clone(), 8, partition=False)
+    with torch.inference_mode():
+        out = topk_softmax(logits.clone(), 8)
+    assert ((out > 0).sum(-1) == 8).all()
+    torch.testing.assert_close(out.sum(-1), torch.ones(2, 4, 50))
+    if not ties:
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    else:  # which tied entries are kept is arbitrary; the values kept are the same
+        torch.testing.assert_close(out.sort(-1).values, ref.sort(-1).values, rtol=0, atol=1e-6)
+
+
 def test_random_model_shapes_finite_and_gradients():
     torch.manual_seed(0)
     cfg = ModelConfig()

@@ -1,5 +1,5 @@
 """Extra pair augmentation for small training sets (SparseTT-Lite): colour, blur, grayscale, flips,
-static-image pairs.
+static-image pairs, aspect-ratio stretch.
 
 Not part of the official recipe: every probability defaults to 0, and with the defaults
 :meth:`PairAugment.enabled` is False and the data pipeline draws no random number here, so the
@@ -11,7 +11,9 @@ generator (so runs stay reproducible and resumable):
 
 * :func:`before_crop` -- a positive pair becomes a *static-image pair* (search frame = template
   frame; the search crop's scale/shift augmentation still moves and scales the target) with
-  probability ``static_prob``.
+  probability ``static_prob``; then, with ``stretch_prob``, both frames are stretched by the same
+  aspect factor (width x a, height / a), so that the box head sees target shapes the few training
+  sequences lack (tall pedestrians, wide cars).
 * :func:`after_crop` -- on the uint8 BGR crops: horizontal flip of both crops (and the search
   box) with ``flip_prob``; grayscale of both with ``gray_prob``; per-crop colour jitter
   (brightness, contrast, saturation) with ``color_prob``; Gaussian or motion blur of the search
@@ -38,6 +40,8 @@ class PairAugment:
         brightness, contrast, saturation: jitter ranges: factors drawn from U(1 - r, 1 + r).
         blur_prob: probability of blurring the search crop (Gaussian or linear motion blur).
         max_blur: largest blur kernel size in pixels (odd sizes from 3 up to it).
+        stretch_prob: probability of stretching both frames of a pair to another aspect ratio.
+        max_stretch: largest stretch: ``log a ~ U(-log m, log m)``, width x a, height / a.
     """
 
     static_prob: float = 0.0
@@ -49,9 +53,11 @@ class PairAugment:
     saturation: float = 0.3
     blur_prob: float = 0.0
     max_blur: int = 9
+    stretch_prob: float = 0.0
+    max_stretch: float = 1.5
 
     def __post_init__(self) -> None:
-        for name in ("static_prob", "flip_prob", "gray_prob", "color_prob", "blur_prob"):
+        for name in ("static_prob", "flip_prob", "gray_prob", "color_prob", "blur_prob", "stretch_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"data.augment.{name} must be in [0, 1], got {value}")
@@ -60,27 +66,58 @@ class PairAugment:
                 raise ValueError(f"data.augment.{name} must be in [0, 1), got {getattr(self, name)}")
         if self.max_blur < 3:
             raise ValueError(f"data.augment.max_blur must be >= 3, got {self.max_blur}")
+        if not 1.0 <= self.max_stretch <= 4.0:
+            raise ValueError(f"data.augment.max_stretch must be in [1, 4], got {self.max_stretch}")
 
     @property
     def enabled(self) -> bool:
         """Whether any augmentation is on (False: the hooks are skipped, no random draws)."""
-        return any((self.static_prob, self.flip_prob, self.gray_prob, self.color_prob, self.blur_prob))
+        return any((self.static_prob, self.flip_prob, self.gray_prob, self.color_prob, self.blur_prob,
+                    self.stretch_prob))
+
+
+def stretch(image: np.ndarray, box: np.ndarray, a: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a frame to width x a, height / a, and its "+1" corner box with it.
+
+    Args:
+        image: (H, W, 3) uint8 frame.
+        box: (4,) corners x0, y0, x1, y1 ("+1" convention: w = x1 - x0 + 1).
+        a: aspect factor (> 0).
+    Returns:
+        the resized frame (H', W', 3) and its box (4,) float64.
+    """
+    h, w = image.shape[:2]
+    new_w, new_h = max(1, round(w * a)), max(1, round(h / a))
+    fx, fy = new_w / w, new_h / h
+    out = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR if a > 1 else cv2.INTER_AREA)
+    # pixel centres map as x' = (x + 0.5) * f - 0.5; the "+1" width scales by f exactly
+    x0, y0 = (box[0] + 0.5) * fx - 0.5, (box[1] + 0.5) * fy - 0.5
+    bw, bh = (box[2] - box[0] + 1) * fx, (box[3] - box[1] + 1) * fy
+    return out, np.array([x0, y0, x0 + bw - 1, y0 + bh - 1], dtype=np.float64)
 
 
 def before_crop(pair: Any, rng: np.random.Generator, aug: PairAugment) -> Any:
-    """Static-image pair: a positive pair's search frame and box become the template's.
+    """Static-image pair and aspect-ratio stretch, on the frames before cropping.
 
     Args:
         pair: a :class:`sparsett_core.train.sampler.Pair` (not modified).
         rng: the pair's generator.
         aug: the augmentation settings.
     Returns:
-        the pair, or a copy whose search frame is the template frame.
+        the pair, or a changed copy: a static pair's search frame is the template frame; a
+        stretched pair has both frames (and boxes) stretched by one common factor.
     """
     if not aug.enabled:
         return pair
     if rng.random() < aug.static_prob and not pair.negative:
-        return replace(pair, image_x=pair.image_z, box_x=pair.box_z.copy())
+        pair = replace(pair, image_x=pair.image_z, box_x=pair.box_z.copy())
+    if aug.stretch_prob > 0:  # draws only when on, so older recipes keep their pairs
+        u, v = rng.random(2)
+        if u < aug.stretch_prob:
+            a = float(np.exp((2 * v - 1) * np.log(aug.max_stretch)))
+            image_z, box_z = stretch(pair.image_z, pair.box_z, a)
+            image_x, box_x = stretch(pair.image_x, pair.box_x, a)
+            pair = replace(pair, image_z=image_z, box_z=box_z, image_x=image_x, box_x=box_x)
     return pair
 
 
@@ -147,4 +184,4 @@ def after_crop(crop_z: np.ndarray, crop_x: np.ndarray, box_x: np.ndarray, rng: n
     return crop_z, crop_x, box_x
 
 
-__all__ = ["PairAugment", "after_crop", "before_crop", "blur", "color_jitter", "to_gray"]
+__all__ = ["PairAugment", "after_crop", "before_crop", "blur", "color_jitter", "stretch", "to_gray"]
