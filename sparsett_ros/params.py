@@ -79,8 +79,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "flagged in ~/status."),
     ParamSpec("preset", "Tracker hyper-parameter preset; empty uses the model's default.", choices=PRESETS),
     ParamSpec("device", "Inference device: auto (cuda when available), cuda or cpu.", choices=DEVICES),
-    ParamSpec("num_threads", "CPU threads for inference (torch.set_num_threads); 0 keeps torch's default (all "
-              "cores). On a computer shared with other busy processes, 1 is often much faster.",
+    ParamSpec("num_threads", "CPU threads for inference (torch.set_num_threads); 0 = torch's default less one "
+              "core, which stays free for ROS and the camera driver (1 thread on a 2-core computer).",
               min_value=0, max_value=256),
     ParamSpec("precision", "Inference precision: fp32, fp16 (CUDA autocast) or bf16 (autocast).", choices=PRECISIONS),
     ParamSpec("fast_path", "Use sparsett_core's fast path for the device (InferenceOptions.fast: CUDA fp16 + CUDA "

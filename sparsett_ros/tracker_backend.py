@@ -8,6 +8,7 @@ cheap deterministic tracker, users can plug in another tracker with the same con
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -141,6 +142,23 @@ class SequentialMulti:
         return [tracker.update(frame_bgr) for tracker in self.trackers]
 
 
+def inference_threads(requested: int, torch_default: int, cores: int) -> int:
+    """CPU threads for inference.
+
+    Args:
+        requested: the ``num_threads`` parameter; 0 = automatic.
+        torch_default: ``torch.get_num_threads()`` before any change (follows OMP_NUM_THREADS).
+        cores: CPU cores this process may run on.
+    Returns:
+        ``requested`` if set; otherwise torch's default, capped so that one core stays free for
+        the executor, DDS and the camera driver (on a 2-core computer: 1 thread, measured in
+        docs/lite.md to keep up with 30 Hz where 2 threads dropped frames).
+    """
+    if requested > 0:
+        return requested
+    return max(1, min(torch_default, cores - 1))
+
+
 def inference_options(params: TrackerParams, device: str) -> Any:
     """sparsett_core InferenceOptions from the node parameters (fast_path overrides the others)."""
     from sparsett_core import InferenceOptions
@@ -194,10 +212,12 @@ def build_sparsett_tracker(params: TrackerParams, logger: Any = None) -> Backend
     except ImportError as exc:
         raise StartupError(f"sparsett_core is not importable ({exc}): install the package (scripts/setup.sh)") from exc
 
-    if params.num_threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(params.num_threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(inference_threads(params.num_threads, torch.get_num_threads(), cores))
+    if logger is not None:
+        logger.info(f"inference on {device}, {torch.get_num_threads()} CPU thread(s) of {cores} cores (num_threads)")
     model, source = _load_model(params, device, logger)
     random_weights = model is None
     if random_weights:

@@ -24,7 +24,8 @@ from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data, QoSReliabilityPolicy, QoSHistoryPolicy
+from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
+                       qos_profile_sensor_data)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
@@ -139,7 +140,10 @@ class TrackerNode(Node):
 
         # Publishers and service
         self._det_pub = self.create_publisher(Detection2DArray, "~/detections", output_qos)
-        self._status_pub = self.create_publisher(TrackerStatus, "~/status", output_qos)
+        # latched: a subscriber that matches late (rqt, a tool, a slow discovery) still gets the current state
+        status_qos = QoSProfile(depth=output_qos.depth, reliability=output_qos.reliability,
+                                durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        self._status_pub = self.create_publisher(TrackerStatus, "~/status", status_qos)
         self._debug_pub = self.create_publisher(Image, "~/debug_image", output_qos)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.add_on_set_parameters_callback(self._on_set_parameters)

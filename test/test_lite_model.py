@@ -19,9 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 LITE_YAML = REPO / "config" / "train" / "lite.yaml"
 
 # The shipped checkpoint (sparsett_core/weights/default.pt), measured on 2026-11-24, 2-core CPU,
-# torch 2.13.0+cpu: success AUC 0.551 on otb_crossing with its default preset ("lite"). The floor
-# leaves a margin for other CPUs / BLAS builds (the run itself is deterministic on one machine).
-CROSSING_AUC_FLOOR = 0.45
+# torch 2.13.0+cpu: success AUC 0.592 on otb_crossing with its default preset ("lite"); a run that
+# loses the pedestrian to the passing car scores about 0.2. The floor leaves a margin for other
+# CPUs / BLAS builds (the run itself is deterministic on one machine).
+CROSSING_AUC_FLOOR = 0.50
 MAX_CHECKPOINT_MB = 15.0
 
 

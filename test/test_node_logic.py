@@ -141,6 +141,19 @@ def frame(seq: int, stamp: int | None = None) -> Frame:
     return Frame(np.zeros((4, 6, 3), np.uint8), stamp if stamp is not None else seq * 10, None, 0.0, seq)
 
 
+@pytest.mark.parametrize("requested, torch_default, cores, expected", [
+    (0, 2, 2, 1),  # 2-core computer: one core stays free for the executor and DDS
+    (0, 4, 8, 4),  # torch's default (physical cores / OMP_NUM_THREADS) is kept when cores are left over
+    (0, 8, 8, 7),
+    (0, 1, 1, 1),  # never 0
+    (3, 2, 2, 3),  # an explicit value wins
+])
+def test_inference_threads_leave_a_core_for_ros(requested, torch_default, cores, expected):
+    from sparsett_ros.tracker_backend import inference_threads
+
+    assert inference_threads(requested, torch_default, cores) == expected
+
+
 def test_frame_buffer_finds_frames_by_stamp_and_forgets_old_ones():
     buf = FrameBuffer(3)
     for i in range(5):

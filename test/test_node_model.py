@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from sparsett_core import SparseTT, Tracker
 
 from node_graph import GraphClient, NodeProcess, node_command, stamp_ns
@@ -39,7 +40,9 @@ def model_node(official_checkpoint, tmp_path_factory):
     from conftest import ros_guard
 
     ros_guard()
-    params = dict(MODEL, process_all_frames=True, init_catchup_frames=100, lost_score=0.0, recover_score=0.0)
+    # one inference thread in the node and in the comparison below: other thread counts reorder float sums
+    params = dict(MODEL, process_all_frames=True, init_catchup_frames=100, lost_score=0.0, recover_score=0.0,
+                  num_threads=1)
     node = NodeProcess(node_command(params, checkpoint=str(official_checkpoint)),
                        tmp_path_factory.mktemp("node") / "node.log")
     yield node
@@ -94,9 +97,14 @@ def test_bag_replay_matches_tracker_with_frame_headers_and_latency(ros_context, 
         client.close()
 
     tracker = Tracker(SparseTT.from_checkpoint(str(official_checkpoint), device="cpu"), preset="got10k")
-    tracker.init(frames[0], tuple(gt[0]))
-    for i, (t, _) in enumerate(published, start=1):
-        (x, y, w, h), score = tracker.update(frames[i])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the node (model_node)
+    try:
+        tracker.init(frames[0], tuple(gt[0]))
+        expected = [tracker.update(frames[i]) for i in range(1, len(published) + 1)]
+    finally:
+        torch.set_num_threads(threads)
+    for i, ((t, _), ((x, y, w, h), score)) in enumerate(zip(published, expected), start=1):
         det = results[t][0]
         got = (det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.size_x, det.bbox.size_y)
         assert got == pytest.approx((x + w / 2, y + h / 2, w, h), abs=1e-3), f"frame {i}"

@@ -93,7 +93,7 @@ class Recorder:
     """Subscribes to the node's outputs; keeps detections (and their CDR bytes) and statuses."""
 
     def __init__(self, node: Any) -> None:
-        from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+        from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
         from vision_msgs.msg import Detection2DArray
 
         from sparsett_ros.msg import TrackerStatus
@@ -104,7 +104,9 @@ class Recorder:
         self.raw: list[tuple[int, bytes]] = []
         self.status: Any = None
         node.create_subscription(Detection2DArray, f"{NODE}/detections", self._on_det, qos)
-        node.create_subscription(TrackerStatus, f"{NODE}/status", self._on_status, qos)
+        # the node's status is latched (transient local): a late match still delivers the current state
+        latched = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        node.create_subscription(TrackerStatus, f"{NODE}/status", self._on_status, latched)
 
     def _on_det(self, msg: Any) -> None:
         from rclpy.serialization import serialize_message
