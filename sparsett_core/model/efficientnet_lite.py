@@ -155,7 +155,7 @@ class FoldedLite0(nn.Module):
     """Inference-only form of :class:`EfficientNetLite0S16`: same outputs up to float rounding.
 
     BatchNorm is folded into the convolutions, activations are channels-last (oneDNN's fast
-    layout for depthwise convolutions on CPU) and ReLU6 works in place: 2.7x faster on one CPU
+    layout for depthwise convolutions on CPU) and ReLU6 works in place: 2.2x faster on one CPU
     thread for a 289x289 crop (bench/results_lite_speed.md). Built by
     :meth:`EfficientNetLite0S16.folded`; holds plain tensors, no parameters.
 
