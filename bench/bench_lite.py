@@ -33,6 +33,13 @@ from sparsett_core import SparseTT, Tracker  # noqa: E402
 from sparsett_core.eval.boxes import read_boxes  # noqa: E402
 from sparsett_core.video import list_image_files  # noqa: E402
 
+from bench_core import timed as _timed  # noqa: E402  (bench/ is the script's directory)
+
+
+def timed(fn, runs: int, warmup: int) -> tuple[float, float]:
+    """Median and p90 wall latency of ``fn()`` in ms (bench_core.timed, CPU: nothing to synchronise)."""
+    return _timed(fn, runs, warmup, lambda: None)[:2]
+
 
 def set_optimised(model: SparseTT, on: bool) -> None:
     """Switch the inference optimisations of a Lite model on or off."""
@@ -40,18 +47,6 @@ def set_optimised(model: SparseTT, on: bool) -> None:
     for m in model.neck.modules():
         if hasattr(m, "partition_topk"):
             m.partition_topk = on
-
-
-def timed(fn, runs: int, warmup: int) -> tuple[float, float]:
-    """Median and p90 wall latency of ``fn()`` in ms."""
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ts), float(np.percentile(ts, 90))
 
 
 def parts(model: SparseTT, runs: int, warmup: int) -> dict[str, tuple[float, float]]:

@@ -33,19 +33,9 @@ _LITE0_STAGES = (
 OUT_CHANNELS = 112
 
 
-def _same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """TensorFlow "SAME" padding (asymmetric: the extra pixel goes bottom/right)."""
-    ih, iw = x.shape[-2:]
-    pad_h = max((math.ceil(ih / stride) - 1) * stride + kernel - ih, 0)
-    pad_w = max((math.ceil(iw / stride) - 1) * stride + kernel - iw, 0)
-    if pad_h or pad_w:
-        x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
-    return x
-
-
 def _same_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
                groups: int) -> torch.Tensor:
-    """Convolution with TensorFlow "SAME" padding.
+    """Convolution with TensorFlow "SAME" padding (asymmetric: the extra pixel goes bottom/right).
 
     When the padding is symmetric (every layer of a 289x289 search crop, which has odd sizes
     throughout), the convolution pads by itself: an explicit ``F.pad`` would copy the largest
@@ -57,7 +47,8 @@ def _same_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     pad_w = max((math.ceil(iw / stride) - 1) * stride + kernel - iw, 0)
     if pad_h % 2 == 0 and pad_w % 2 == 0:
         return F.conv2d(x, weight, bias, stride, (pad_h // 2, pad_w // 2), 1, groups)
-    return F.conv2d(_same_pad(x, kernel, stride), weight, bias, stride, 0, 1, groups)
+    x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+    return F.conv2d(x, weight, bias, stride, 0, 1, groups)
 
 
 class SameConv2d(nn.Conv2d):

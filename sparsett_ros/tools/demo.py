@@ -105,7 +105,8 @@ class Recorder:
         self.status: Any = None
         node.create_subscription(Detection2DArray, f"{NODE}/detections", self._on_det, qos)
         # the node's status is latched (transient local): a late match still delivers the current state
-        latched = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        latched = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE,
+                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
         node.create_subscription(TrackerStatus, f"{NODE}/status", self._on_status, latched)
 
     def _on_det(self, msg: Any) -> None:
