@@ -3,16 +3,20 @@
 
     python bench/bench_gpu.py                                  # device auto (cuda if present, else cpu)
     python bench/bench_gpu.py --threads 1 --runs 10 --skip-node
+    python bench/bench_gpu.py --model lite                     # the shipped SparseTT-Lite weights
     /work/shared/tools/netns-run python bench/bench_gpu.py --node-rates 2,4,8,15,30   # with the node part
 
 Part 1 (steps), per configuration, median and p99 wall latency in ms after warm-up:
 ``template`` (engine template step, batch N), ``track`` (engine track step, batch N, including the
 device -> host read of the maps), ``update`` (the whole ``Tracker.update`` / ``MultiTracker.update``
 on a 640x480 frame: crop, step, post-processing). Configurations: ``fp32 eager`` (reference),
-``fp32 gpu_crop`` (torch crop on the device, plus CUDA graphs on CUDA: the exact fp32 path), ``fast`` (``InferenceOptions.fast(device)``) and ``fast`` with N = 1, 2, 4, 8 targets (MultiTracker).
+``fp32 gpu_crop`` (torch crop on the device, plus CUDA graphs on CUDA: the exact fp32 path), ``fast`` (``InferenceOptions.fast(device, variant)``) and ``fast`` with N = 1, 2, 4, 8 targets (MultiTracker).
 
-Part 2 (node, needs a ROS context: run inside netns-run): tracker_node (random weights, same speed
-as a trained model) is started as a subprocess, a 640x480 stream is published at each rate of
+``--model swin`` (default) is SparseTT with the Swin-T backbone on random weights (the speed of any
+trained Swin-T checkpoint); ``--model lite`` is the shipped SparseTT-Lite (the package default).
+
+Part 2 (node, needs a ROS context: run inside netns-run): tracker_node (the same model) is started
+as a subprocess, a 640x480 stream is published at each rate of
 ``--node-rates``; latency = image publish -> Detection2DArray receipt (same machine, monotonic
 clock); dropped = published frames without a detection (the node keeps only the newest frame).
 The first rate with drops is reported as the rate where the node stops keeping up.
@@ -73,11 +77,11 @@ def bench_steps(model: SparseTT, device: str, runs: int, warmup: int, counts: li
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     configs = [("fp32 eager", InferenceOptions(), [1]),
                ("fp32 gpu_crop", InferenceOptions(gpu_crop=True, cuda_graphs=device == "cuda"), [1]),
-               ("fast", InferenceOptions.fast(device), counts)]
+               ("fast", InferenceOptions.fast(device, model.config.variant), counts)]
     rows = []
     for name, options, ns in configs:
         for n in ns:
-            multi = MultiTracker(model, preset="got10k", device=device, options=options)
+            multi = MultiTracker(model, device=device, options=options)
             multi.init(frame, target_boxes(n))
             proto = multi._proto
             targets = [t.search_target() for t in multi.trackers]
@@ -95,7 +99,7 @@ def bench_steps(model: SparseTT, device: str, runs: int, warmup: int, counts: li
 
             tracker = None
             if n == 1:  # the single-target Tracker is what the node runs for one target
-                tracker = Tracker(model, preset="got10k", device=device, options=options)
+                tracker = Tracker(model, device=device, options=options)
                 tracker.init(frame, target_boxes(1)[0])
             update = (lambda: tracker.update(frame)) if tracker is not None else (lambda: multi.update(frame))
             row = {"config": name, "precision": options.precision, "N": n}
@@ -109,14 +113,15 @@ def bench_steps(model: SparseTT, device: str, runs: int, warmup: int, counts: li
 
 # ---------------------------------------------------------------------------------------------- node
 
-def bench_node(device: str, rates: list[float], frames: int, fast: bool, log_dir: Path) -> list[dict]:
+def bench_node(device: str, arch: str, rates: list[float], frames: int, fast: bool, log_dir: Path) -> list[dict]:
     """End-to-end node latency per publish rate (see the module docstring)."""
     import rclpy
 
     sys.path.insert(0, str(REPO / "test"))
     from node_graph import GraphClient, NodeProcess, node_command, stamp_ns
 
-    params = {"allow_random_weights": True, "device": device, "warmup_iterations": 3, "fast_path": fast,
+    checkpoint = "random" if arch == "swin" else "default"  # default: the shipped SparseTT-Lite
+    params = {"checkpoint": checkpoint, "allow_random_weights": arch == "swin", "device": device, "warmup_iterations": 3, "fast_path": fast,
               "publish_debug_image": False, "lost_score": 0.0, "recover_score": 0.0}
     node = NodeProcess(node_command(params), log_dir / f"node_{'fast' if fast else 'fp32'}.log")
     context = rclpy.Context()
@@ -173,6 +178,8 @@ def bench_node(device: str, rates: list[float], frames: int, fast: bool, log_dir
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--model", default="swin", choices=("swin", "lite"),
+                    help="swin: SparseTT (Swin-T), random weights; lite: the shipped SparseTT-Lite weights")
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     ap.add_argument("--runs", type=int, default=0, help="timed runs per row (0: 50 on CUDA, 7 on CPU)")
     ap.add_argument("--warmup", type=int, default=2)
@@ -180,7 +187,7 @@ def main() -> None:
     ap.add_argument("--skip-node", action="store_true", help="only the model steps (no ROS context needed)")
     ap.add_argument("--node-rates", default="", help="publish rates in Hz (default: CPU 2,4,8,15,30; CUDA 30,60,120,240)")
     ap.add_argument("--node-frames", type=int, default=20, help="frames published per rate")
-    ap.add_argument("--out", default="", help="markdown output (default bench/results_gpu_<device>.md)")
+    ap.add_argument("--out", default="", help="markdown output (default bench/results_gpu_<device>[_lite].md)")
     args = ap.parse_args()
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -192,12 +199,12 @@ def main() -> None:
         torch.backends.cudnn.allow_tf32 = True
     what = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or platform.machine()} CPU"
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    header = (f"{stamp}, {what}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+    header = (f"{stamp}, {what}, model {args.model}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
               f"{runs} runs after {args.warmup} warm-up")
     print(header, flush=True)
 
     torch.manual_seed(0)
-    model = SparseTT(ModelConfig()).to(device).eval()
+    model = (SparseTT(ModelConfig()) if args.model == "swin" else SparseTT.from_checkpoint("default")).to(device).eval()
     rows = bench_steps(model, device, runs, args.warmup, [int(v) for v in args.targets.split(",")])
     lines = [f"# bench_gpu: {header}", "",
              "| config | precision | N | template median / p99 (CPU) | track median / p99 (CPU) | update median / p99 (CPU) |",
@@ -215,7 +222,7 @@ def main() -> None:
         print(f"node logs in {log_dir}", flush=True)
         node_rows = []
         for fast in (False, True):
-            node_rows += bench_node(device, rates, args.node_frames, fast, log_dir)
+            node_rows += bench_node(device, args.model, rates, args.node_frames, fast, log_dir)
         lines += ["", "| node | publish rate (Hz) | answered / published | dropped | latency median (ms) | p99 (ms) |",
                   "|---|---|---|---|---|---|"]
         for r in node_rows:
@@ -227,7 +234,8 @@ def main() -> None:
         lines.append("\nlatency = image publish -> Detection2DArray receipt (640x480 bgr8, node keeps the newest frame).")
 
     text = "\n".join(lines) + "\n"
-    out = Path(args.out) if args.out else REPO / "bench" / f"results_gpu_{device}.md"
+    suffix = "_lite" if args.model == "lite" else ""
+    out = Path(args.out) if args.out else REPO / "bench" / f"results_gpu_{device}{suffix}.md"
     out.write_text(text)
     print(text)
     print(f"written to {out}")

@@ -84,7 +84,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               min_value=0, max_value=256),
     ParamSpec("precision", "Inference precision: fp32, fp16 (CUDA autocast) or bf16 (autocast).", choices=PRECISIONS),
     ParamSpec("fast_path", "Use sparsett_core's fast path for the device (InferenceOptions.fast: CUDA fp16 + CUDA "
-              "graphs + GPU crop; CPU bf16). Overrides precision, cuda_graphs and gpu_crop."),
+              "graphs + GPU crop; CPU bf16 for Swin-T, fp32 for SparseTT-Lite). Overrides precision, "
+              "cuda_graphs and gpu_crop."),
     ParamSpec("cuda_graphs", "Capture the template/track steps as CUDA graphs (CUDA only; ignored on the CPU)."),
     ParamSpec("gpu_crop", "Crop and normalise with torch ops on the inference device (bit-exact with the cv2 crop)."),
     ParamSpec("warmup_iterations", "Dummy init+update runs before the node reports ready.", min_value=0, max_value=20),

@@ -159,12 +159,15 @@ def inference_threads(requested: int, torch_default: int, cores: int) -> int:
     return max(1, min(torch_default, cores - 1))
 
 
-def inference_options(params: TrackerParams, device: str) -> Any:
-    """sparsett_core InferenceOptions from the node parameters (fast_path overrides the others)."""
+def inference_options(params: TrackerParams, device: str, variant: str = "swin_t") -> Any:
+    """sparsett_core InferenceOptions from the node parameters (fast_path overrides the others).
+
+    ``variant``: the model's backbone (``ModelConfig.variant``), which decides the CPU fast path.
+    """
     from sparsett_core import InferenceOptions
 
     if params.fast_path:
-        return InferenceOptions.fast(device)
+        return InferenceOptions.fast(device, variant)
     return InferenceOptions(precision=params.precision, cuda_graphs=params.cuda_graphs, gpu_crop=params.gpu_crop)
 
 
@@ -224,7 +227,7 @@ def build_sparsett_tracker(params: TrackerParams, logger: Any = None) -> Backend
         from sparsett_core.config import ModelConfig
 
         model = SparseTT(ModelConfig()).to(device).eval()
-    options = inference_options(params, device)
+    options = inference_options(params, device, model.config.variant)
     try:
         tracker = Tracker(model, preset=params.preset or None, device=device, options=options)
     except (ValueError, KeyError) as exc:

@@ -75,6 +75,8 @@ def test_options_are_validated(model):
     with pytest.raises(ValueError, match="contradicts"):
         Tracker(model, precision="bf16", options=InferenceOptions(precision="fp32"))
     assert InferenceOptions.fast("cpu").precision == "bf16"
+    assert InferenceOptions.fast("cpu", "lite").precision == "fp32"  # bf16: no faster, 2 px off (docs/gpu.md)
+    assert InferenceOptions.fast("cuda", "lite").precision == "fp16"
     assert InferenceOptions.fast("cuda") == InferenceOptions("fp16", cuda_graphs=True, gpu_crop=True, pinned_memory=True)
 
 

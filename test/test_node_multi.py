@@ -106,6 +106,7 @@ def test_sequential_multi_fallback_and_options_from_params():
     for (box, _), want in zip(out, truth):
         np.testing.assert_allclose(box, want, atol=1.0)
     assert inference_options(make_params({"fast_path": True}), "cpu").precision == "bf16"
+    assert inference_options(make_params({"fast_path": True}), "cpu", "lite").precision == "fp32"
     opts = inference_options(make_params({"precision": "bf16", "gpu_crop": True, "cuda_graphs": True}), "cpu")
     assert (opts.precision, opts.gpu_crop, opts.cuda_graphs) == ("bf16", True, True)
 

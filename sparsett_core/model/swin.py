@@ -44,7 +44,7 @@ def shift_window_mask(height: int, width: int, window: int, shift: int, device: 
     slices = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
     for hs in slices:
         for ws in slices:
-            img[hs, ws] = cnt
+            img[hs, ws].fill_(cnt)  # fill_, not item assignment: no host tensor is made
             cnt += 1
     win = img.view(height // window, window, width // window, window).transpose(1, 2).reshape(-1, window * window)
     diff = win[:, None, :] - win[:, :, None]  # nW, N, N

@@ -57,15 +57,18 @@ class InferenceOptions:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
 
     @classmethod
-    def fast(cls, device: str | torch.device) -> "InferenceOptions":
-        """The fast path for ``device``: CUDA fp16 + graphs + device crop; CPU bf16 autocast + cv2 crop.
+    def fast(cls, device: str | torch.device, variant: str = "swin_t") -> "InferenceOptions":
+        """The fast path for ``device`` and the model's backbone ``variant`` (``ModelConfig.variant``).
 
-        bf16 on the CPU is fast only with AVX512-BF16 / AMX (measured in docs/gpu.md); on older CPUs
-        use ``InferenceOptions()`` (fp32).
+        CUDA: fp16 + graphs + device crop. CPU: bf16 autocast with the cv2 crop for Swin-T (1.7x
+        faster than fp32 on AVX512-BF16 / AMX, docs/gpu.md); fp32 for SparseTT-Lite ("lite"),
+        where bf16 measured no faster and moved boxes by up to 2 px. On a CPU without bf16
+        support use ``InferenceOptions()`` (fp32) for Swin-T too.
         """
         if torch.device(device).type == "cuda":
             return cls(precision="fp16", cuda_graphs=True, gpu_crop=True, pinned_memory=True)
-        return cls(precision="bf16", cuda_graphs=False, gpu_crop=False, pinned_memory=False)
+        return cls(precision="bf16" if variant == "swin_t" else "fp32", cuda_graphs=False, gpu_crop=False,
+                   pinned_memory=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,12 +132,13 @@ def crop_batch(
     Args:
         frame: (H, W, 3) uint8 BGR on any device.
         ix, fx, iy, fy: (N, S) int64 plan from :func:`crop_plan`, on the frame's device.
-        border: (3,) int32 border colour (int-truncated ``avg_chans``), on the frame's device.
+        border: (3,) or (N, 3) int32 border colour(s) (int-truncated ``avg_chans``), on the frame's device.
     Returns:
         (N, S, S, 3) uint8 BGR crops.
     """
     H, W = frame.shape[:2]
     src = frame.to(torch.int32)
+    border = border.view(-1, 1, 1, 3)
     acc = None
     for dy in (0, 1):
         wy = fy if dy else _INTER_TAB - fy  # (N, S)
@@ -205,25 +209,38 @@ def upload(a: np.ndarray, device: torch.device) -> torch.Tensor:
 # model steps
 
 class _Graphed:
-    """One fixed-shape step captured as a CUDA graph; inputs are copied into static buffers."""
+    """One fixed-shape step captured as a CUDA graph; inputs are copied into static buffers.
+
+    ``__call__`` copies the inputs into ``static_in``, replays, and returns ``static_out``: the same
+    tensors on every call, overwritten by the next replay (read or clone them first).
+    ``_capture`` / ``_replay`` are the only CUDA calls, so the buffer logic can be checked on the
+    CPU with an emulating subclass (test/test_capture_safety.py).
+    """
 
     def __init__(self, fn: Callable[..., object], example: Sequence[torch.Tensor], warmup: int = 3) -> None:
+        self.fn = fn
         self.static_in = [t.clone() for t in example]
+        self.static_out = self._capture(warmup)
+
+    def _capture(self, warmup: int) -> object:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
+        with torch.cuda.stream(stream):  # warm-up off the capture stream (cuBLAS / cuDNN workspaces, lazy init)
             for _ in range(warmup):
-                fn(*self.static_in)
+                self.fn(*self.static_in)
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.static_out = fn(*self.static_in)
+            return self.fn(*self.static_in)
+
+    def _replay(self) -> None:
+        self.graph.replay()
 
     def __call__(self, *inputs: torch.Tensor) -> object:
         for buf, t in zip(self.static_in, inputs):
             if buf.data_ptr() != t.data_ptr():
                 buf.copy_(t, non_blocking=True)
-        self.graph.replay()
+        self._replay()
         return self.static_out
 
 
@@ -250,6 +267,8 @@ class InferenceEngine:
         device: where it runs.
         options: the inference options.
     """
+
+    graph_type = _Graphed  # the capture wrapper (a test substitutes a CPU emulation)
 
     def __init__(self, model: SparseTT, device: torch.device, options: InferenceOptions) -> None:
         self.model, self.device, self.options = model, device, options
@@ -279,7 +298,7 @@ class InferenceEngine:
         B = z.shape[0]
         if B not in self._template_graphs:
             with torch.inference_mode():
-                self._template_graphs[B] = _Graphed(self._template_eager, [z])
+                self._template_graphs[B] = self.graph_type(self._template_eager, [z])
         with torch.inference_mode():
             out = self._template_graphs[B](z)
             return _unflatten([t.clone() for t in out])
@@ -292,6 +311,6 @@ class InferenceEngine:
         B = x.shape[0]
         if B not in self._track_graphs:
             with torch.inference_mode():
-                self._track_graphs[B] = _Graphed(self._track_eager, [x, *flat])
+                self._track_graphs[B] = self.graph_type(self._track_eager, [x, *flat])
         with torch.inference_mode():
             return self._track_graphs[B](x, *flat)

@@ -173,13 +173,11 @@ class Tracker:
             return t.to(self.device, non_blocking=True), scales, norms
         if frame_t is None:
             frame_t = self._upload(im)
-        ix, fx, iy, fy, scales = crop_plan(targets, p.z_size, out_size, p.context_amount)
-        plan = [upload(a, self.device) for a in (ix, fx, iy, fy)]
-        crops = []
-        for n, avg in enumerate(avg_chans):  # one border colour per target
-            border = upload(np.array([int(v) for v in avg], dtype=np.int32), self.device)
-            crops.append(crop_batch(frame_t, *(a[n:n + 1] for a in plan), border))
-        return normalise_batch(torch.cat(crops), self._table_t), scales, [None] * len(scales)
+        *taps, scales = crop_plan(targets, p.z_size, out_size, p.context_amount)
+        # three uploads per step whatever N: the frame, the sampling plan, the border colours
+        taps = upload(np.stack(taps), self.device)  # (4, N, S) ix, fx, iy, fy
+        borders = upload(np.array([[int(v) for v in avg] for avg in avg_chans], dtype=np.int32), self.device)
+        return normalise_batch(crop_batch(frame_t, *taps, borders), self._table_t), scales, [None] * len(scales)
 
     @staticmethod
     def _check_box(box: Sequence[float], frame_hw: tuple[int, int]) -> np.ndarray:
