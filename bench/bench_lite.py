@@ -44,9 +44,7 @@ def timed(fn, runs: int, warmup: int) -> tuple[float, float]:
 def set_optimised(model: SparseTT, on: bool) -> None:
     """Switch the inference optimisations of a Lite model on or off."""
     model.backbone.fold_inference = on
-    for m in model.neck.modules():
-        if hasattr(m, "partition_topk"):
-            m.partition_topk = on
+    model.use_partition_topk(on)
 
 
 def parts(model: SparseTT, runs: int, warmup: int) -> dict[str, tuple[float, float]]:

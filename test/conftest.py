@@ -46,6 +46,18 @@ def train_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def crossing_start(sequences_dir):
+    """The first 4 frames of otb_crossing ((H, W, 3) BGR uint8) and its first ground-truth box (x, y, w, h)."""
+    import cv2
+    import numpy as np
+
+    seq = sequences_dir / "otb_crossing"
+    frames = [cv2.imread(str(f)) for f in sorted((seq / "img").glob("*.jpg"))[:4]]
+    gt = np.loadtxt(seq / "groundtruth_rect.txt", delimiter=",")[0]
+    return frames, tuple(float(v) for v in gt)
+
+
+@pytest.fixture(scope="session")
 def reference(fixture_dir):
     """The official implementation's outputs (reference_seed0.npz) and tolerances."""
     import json

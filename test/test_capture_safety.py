@@ -16,8 +16,6 @@ static outputs correctly. Both are checked here on the CPU:
 from __future__ import annotations
 
 
-import cv2
-import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -63,9 +61,7 @@ class SyncAudit(TorchDispatchMode):
 
 def cuda_code_path(model: SparseTT) -> SparseTT:
     """Switch off the CPU-only branches so the CPU runs the ops CUDA runs (partition top-k)."""
-    for m in model.modules():
-        if hasattr(m, "partition_topk"):
-            m.partition_topk = False
+    model.use_partition_topk(False)
     return model
 
 
@@ -96,14 +92,6 @@ def lite():
 @pytest.fixture(scope="module")
 def swin(official_checkpoint):
     return cuda_code_path(SparseTT.from_checkpoint(official_checkpoint))
-
-
-@pytest.fixture(scope="module")
-def frames(sequences_dir):
-    seq = sequences_dir / "otb_crossing"
-    files = sorted((seq / "img").glob("*.jpg"))[:4]
-    gt = np.loadtxt(seq / "groundtruth_rect.txt", delimiter=",")[0]
-    return [cv2.imread(str(f)) for f in files], tuple(float(v) for v in gt)
 
 
 def test_audit_catches_host_reads():
@@ -140,11 +128,11 @@ def test_graph_steps_never_read_the_device(arch, precision, request):
 
 
 @pytest.mark.parametrize("num_targets", [1, 3])
-def test_device_crop_update_reads_the_device_once(lite, frames, num_targets):
+def test_device_crop_update_reads_the_device_once(lite, crossing_start, num_targets):
     """The whole update with the device crop: three uploads (frame, sampling plan, border colours)
     whatever the number of targets, and no host read before the score/box maps (which the CPU
     reads without an op)."""
-    images, box = frames
+    images, box = crossing_start
     boxes = [box, (40.0, 60.0, 50.0, 70.0), (250.0, 100.0, 40.0, 30.0)][:num_targets]
     tracker = MultiTracker(lite, options=InferenceOptions(gpu_crop=True))
     tracker.init(images[0], boxes)
@@ -155,10 +143,10 @@ def test_device_crop_update_reads_the_device_once(lite, frames, num_targets):
     assert sorted(audit.host_data) == sorted([(H, W, 3), (4, num_targets, 289), (num_targets, 3)])
 
 
-def test_emulated_graphs_equal_eager(lite, frames):
+def test_emulated_graphs_equal_eager(lite, crossing_start):
     """Graph path (static buffers, per-batch capture) vs eager: bit-identical boxes and scores,
     through an init, updates, and re-inits that change and restore the number of targets."""
-    images, box = frames
+    images, box = crossing_start
     options = InferenceOptions(gpu_crop=True, cuda_graphs=True)
     EmulatedGraph.captures.clear()
     graphed = MultiTracker(lite, options=options)
@@ -174,9 +162,9 @@ def test_emulated_graphs_equal_eager(lite, frames):
     assert sorted(EmulatedGraph.captures) == [2, 2, 3, 3]
 
 
-def test_emulated_graphs_single_target_keeps_its_template(lite, frames):
+def test_emulated_graphs_single_target_keeps_its_template(lite, crossing_start):
     """A graphed Tracker hands out template features that a later template call must not overwrite."""
-    images, box = frames
+    images, box = crossing_start
     tracker = Tracker(lite, options=InferenceOptions(cuda_graphs=True))
     emulate_graphs(tracker.engine)
     reference = Tracker(lite)

@@ -29,14 +29,6 @@ def model(official_checkpoint):
     return SparseTT.from_checkpoint(official_checkpoint)
 
 
-@pytest.fixture(scope="module")
-def sequence(sequences_dir):
-    seq = sequences_dir / "otb_crossing"
-    frames = [cv2.imread(str(f)) for f in sorted((seq / "img").glob("*.jpg"))[:N_FRAMES + 1]]
-    gt = np.loadtxt(seq / "groundtruth_rect.txt", delimiter=",")[0]
-    return frames, tuple(float(v) for v in gt)
-
-
 def test_device_crop_is_bit_exact_with_cv2_crop():
     """Random targets, inside / across / outside the frame, both crop sizes: 0 difference allowed."""
     rng = np.random.default_rng(0)
@@ -48,18 +40,18 @@ def test_device_crop_is_bit_exact_with_cv2_crop():
         avg = frame.mean(axis=(0, 1)) + rng.uniform(0, 50, 3)
         for out in (127, 289):
             want, scale = get_crop(frame, *target, 127, out, avg)
-            plan = crop_plan([target], 127, out)
-            got = crop_batch(torch.from_numpy(frame), *(torch.from_numpy(a) for a in plan[:4]),
+            taps, scales = crop_plan([target], 127, out)
+            got = crop_batch(torch.from_numpy(frame), *torch.from_numpy(taps),
                              torch.tensor([int(v) for v in avg], dtype=torch.int32))
             np.testing.assert_array_equal(got[0].numpy(), want)
-            assert plan[4][0] == scale
+            assert scales[0] == scale
             norm = normalise_batch(got, torch.from_numpy(table))[0].permute(1, 2, 0).numpy()
             np.testing.assert_array_equal(norm, normalise(want, table))
 
 
-def test_cuda_options_on_cpu_equal_the_reference(model, sequence):
+def test_cuda_options_on_cpu_equal_the_reference(model, crossing_start):
     """gpu_crop + cuda_graphs + pinned uploads on the CPU: the same boxes and scores, bit for bit."""
-    frames, box = sequence
+    frames, box = crossing_start
     fast = Tracker(model, preset="got10k", options=InferenceOptions(gpu_crop=True, cuda_graphs=True, pinned_memory=True))
     ref = Tracker(model, preset="got10k")
     assert not fast.engine.graphs
@@ -80,8 +72,8 @@ def test_options_are_validated(model):
     assert InferenceOptions.fast("cuda") == InferenceOptions("fp16", cuda_graphs=True, gpu_crop=True, pinned_memory=True)
 
 
-def test_cpu_fast_path_stays_close_to_fp32(model, sequence):
-    frames, box = sequence
+def test_cpu_fast_path_stays_close_to_fp32(model, crossing_start):
+    frames, box = crossing_start
     fast = Tracker(model, preset="got10k", options=InferenceOptions.fast("cpu"))
     ref = Tracker(model, preset="got10k")
     fast.init(frames[0], box)
@@ -93,8 +85,8 @@ def test_cpu_fast_path_stays_close_to_fp32(model, sequence):
 
 
 @pytest.mark.parametrize("gpu_crop", [False, True])
-def test_multitracker_equals_single_trackers(model, sequence, gpu_crop):
-    frames, box = sequence
+def test_multitracker_equals_single_trackers(model, crossing_start, gpu_crop):
+    frames, box = crossing_start
     boxes = [box, (40.0, 60.0, 50.0, 70.0), (250.0, 100.0, 40.0, 30.0)]
     options = InferenceOptions(gpu_crop=gpu_crop)
     multi = MultiTracker(model, preset="got10k", options=options)
@@ -112,8 +104,8 @@ def test_multitracker_equals_single_trackers(model, sequence, gpu_crop):
             assert abs(s - s1) <= MULTI_SCORE
 
 
-def test_multitracker_rejects_bad_input(model, sequence):
-    frames, box = sequence
+def test_multitracker_rejects_bad_input(model, crossing_start):
+    frames, box = crossing_start
     multi = MultiTracker(model, preset="got10k")
     with pytest.raises(RuntimeError, match="before init"):
         multi.update(frames[0])

@@ -19,7 +19,7 @@ from torch import nn
 from sparsett_core.config import ModelConfig
 from sparsett_core.model.backbones import build_backbone
 from sparsett_core.model.head import ConvBN, DoubleHead, fuse_scores
-from sparsett_core.model.neck import TemplateFeatures, TransformerNeck
+from sparsett_core.model.neck import MultiheadAttention, TemplateFeatures, TransformerNeck
 
 
 class SparseTT(nn.Module):
@@ -66,6 +66,13 @@ class SparseTT(nn.Module):
     def default_preset(self) -> str:
         """Name of the tracker preset used by ``Tracker(model)`` without a preset (from the config)."""
         return self.config.default_preset
+
+    def use_partition_topk(self, on: bool) -> None:
+        """Allow (True, the default) or forbid the CPU-only ``numpy.partition`` top-k of the sparse
+        attention (:func:`sparsett_core.model.neck.topk_softmax`); False runs ``torch.topk`` as on CUDA."""
+        for m in self.neck.modules():
+            if isinstance(m, MultiheadAttention):
+                m.partition_topk = on
 
     # ------------------------------------------------------------------ inference
     def _check(self, img: torch.Tensor, size: int, name: str) -> None:

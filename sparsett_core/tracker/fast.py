@@ -100,23 +100,25 @@ def _axis_taps(c: float, side: int, out_size: int, row: bool) -> tuple[np.ndarra
 
 def crop_plan(
     targets: Sequence[tuple[float, float, float, float]], z_size: int, out_size: int, context_amount: float = 0.5
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[float]]:
+) -> tuple[np.ndarray, list[float]]:
     """Host-side sampling plan of N crops (cheap, no device access).
 
     Args:
         targets: N ``(cx, cy, w, h)`` in frame pixels.
     Returns:
-        ix, fx, iy, fy: (N, out_size) int64 source indices and 1/32 fractions along x and y;
+        taps: (4, N, out_size) int64: ix, fx, iy, fy, the source indices and 1/32 fractions along
+            x and y (one array, so that it is one upload);
         scales: N crop scales (as :func:`sparsett_core.tracker.crop.get_crop`).
     """
-    ixs, fxs, iys, fys, scales = [], [], [], [], []
-    for cx, cy, w, h in targets:
+    taps = np.empty((4, len(targets), out_size), dtype=np.int64)
+    scales = []
+    for n, (cx, cy, w, h) in enumerate(targets):
         scale = context_scale(w, h, z_size, context_amount)
         side = round(out_size / scale)
-        ix, fx = _axis_taps(cx, side, out_size, row=False)
-        iy, fy = _axis_taps(cy, side, out_size, row=True)
-        ixs.append(ix), fxs.append(fx), iys.append(iy), fys.append(fy), scales.append(scale)
-    return np.stack(ixs), np.stack(fxs), np.stack(iys), np.stack(fys), scales
+        taps[0, n], taps[1, n] = _axis_taps(cx, side, out_size, row=False)
+        taps[2, n], taps[3, n] = _axis_taps(cy, side, out_size, row=True)
+        scales.append(scale)
+    return taps, scales
 
 
 def crop_batch(
@@ -131,7 +133,7 @@ def crop_batch(
 
     Args:
         frame: (H, W, 3) uint8 BGR on any device.
-        ix, fx, iy, fy: (N, S) int64 plan from :func:`crop_plan`, on the frame's device.
+        ix, fx, iy, fy: (N, S) int64, the rows of :func:`crop_plan`'s taps, on the frame's device.
         border: (3,) or (N, 3) int32 border colour(s) (int-truncated ``avg_chans``), on the frame's device.
     Returns:
         (N, S, S, 3) uint8 BGR crops.

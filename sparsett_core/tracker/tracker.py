@@ -173,9 +173,9 @@ class Tracker:
             return t.to(self.device, non_blocking=True), scales, norms
         if frame_t is None:
             frame_t = self._upload(im)
-        *taps, scales = crop_plan(targets, p.z_size, out_size, p.context_amount)
+        taps, scales = crop_plan(targets, p.z_size, out_size, p.context_amount)
         # three uploads per step whatever N: the frame, the sampling plan, the border colours
-        taps = upload(np.stack(taps), self.device)  # (4, N, S) ix, fx, iy, fy
+        taps = upload(taps, self.device)  # (4, N, S) ix, fx, iy, fy
         borders = upload(np.array([[int(v) for v in avg] for avg in avg_chans], dtype=np.int32), self.device)
         return normalise_batch(crop_batch(frame_t, *taps, borders), self._table_t), scales, [None] * len(scales)
 
