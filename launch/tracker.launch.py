@@ -1,8 +1,9 @@
 """ros2 launch sparsett_ros tracker.launch.py image:=/camera/color/image_raw checkpoint:=/path/model.pkl
 
-Arguments: image, camera_info, checkpoint, device, namespace, params_file. The node description
-is built by `node_description()`, a plain function (no launch import) that tests call directly;
-`launch` / `launch_ros` are imported only inside `generate_launch_description()`.
+Arguments (`--show-args` lists them with their defaults): image, camera_info, checkpoint, device,
+namespace, params_file. `node_description()` turns their values into launch_ros Node keyword
+arguments; launch_ros hands the params file and the non-empty checkpoint/device overrides to the
+node as parameter files. `launch` / `launch_ros` are imported only when the file is launched.
 """
 from __future__ import annotations
 
@@ -33,22 +34,6 @@ def node_description(image: str, checkpoint: str = "", device: str = "", namespa
         "parameters": [params_file] + ([overrides] if overrides else []),
         "remappings": [("image", image), ("image/compressed", image + "/compressed"), ("camera_info", camera_info)],
     }
-
-
-def ros_arguments(description: dict) -> list[str]:
-    """The `--ros-args ...` the description hands to the executable (what launch_ros passes)."""
-    args = ["--ros-args", "-r", f"__node:={description['name']}"]
-    if description["namespace"]:
-        args += ["-r", f"__ns:=/{description['namespace'].strip('/')}"]
-    for item in description["parameters"]:
-        if isinstance(item, dict):
-            for name, value in item.items():
-                args += ["-p", f"{name}:={value}"]
-        else:
-            args += ["--params-file", str(item)]
-    for source, target in description["remappings"]:
-        args += ["-r", f"{source}:={target}"]
-    return args
 
 
 def _launch_setup(context, *args, **kwargs):

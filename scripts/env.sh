@@ -8,3 +8,7 @@ export LD_LIBRARY_PATH="$VENV/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PYTHONUNBUFFERED=1
 # These machines: every ROS process runs in a private network namespace (loopback only).
 NETNS_RUN="$ROOT/../shared/tools/netns-run"
+for _shared in "${SPARSETT_SHARED:-}" "$ROOT/shared"; do  # where test/conftest.py looks first
+  if [ -n "$_shared" ] && [ -x "$_shared/tools/netns-run" ]; then NETNS_RUN="$_shared/tools/netns-run"; break; fi
+done
+unset _shared

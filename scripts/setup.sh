@@ -8,20 +8,32 @@
 # Either way: torch==2.13.0 first (a CUDA torch already visible with a GPU is kept), then
 # requirements/core.txt, this repo in editable mode, and the generated messages (ours, and
 # the test-only vision_msgs where no vision_msgs is importable) installed into .venv.
+# Where `launch` is not importable (PyPI-ROS mode) and the shared ROS 2 tools exist
+# ($SPARSETT_SHARED, shared/ or ../shared: ros2_tools/, the upstream launch system and ros2 CLI, test
+# infrastructure for machines without a ROS distribution), they are installed into .venv too.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SPARSETT_VENV:-$ROOT/.venv}"
 BUILD="$ROOT/build/setup"
 PY="$VENV/bin/python"
+ROS2_TOOLS=""  # the shared test data's ros2_tools, looked for where test/conftest.py looks for the data
+for shared in "${SPARSETT_SHARED:-}" "$ROOT/shared" "$ROOT/../shared"; do
+  if [ -n "$shared" ] && [ -x "$shared/ros2_tools/install.sh" ]; then
+    ROS2_TOOLS="$shared/ros2_tools/install.sh"
+    break
+  fi
+done
 log() { echo "[setup] $*" >&2; }
 cd "$ROOT"
 
 stamp_inputs=(scripts/setup.sh setup.py CMakeLists.txt package.xml requirements/*.txt msg/*.msg
               test/vision_msgs/CMakeLists.txt test/vision_msgs/msg/*.msg)
 stamp="$(cat "${stamp_inputs[@]}" | sha256sum | cut -d' ' -f1) ${ROS_DISTRO:-pypi}"
+launch_ok() { "$PY" -c "import launch, launch_ros, launch_testing, ros2cli" 2>/dev/null; }
 if [ -f "$VENV/.sparsett-setup" ] && [ "$(cat "$VENV/.sparsett-setup")" = "$stamp" ] \
-   && "$PY" -c "import torch, cv2, rclpy, vision_msgs.msg, sparsett_ros.msg" 2>/dev/null; then
+   && "$PY" -c "import torch, cv2, rclpy, vision_msgs.msg, sparsett_ros.msg" 2>/dev/null \
+   && { [ -z "$ROS2_TOOLS" ] || [ -n "${ROS_DISTRO:-}" ] || launch_ok; }; then
   log "environment up to date ($VENV)"
   exit 0
 fi
@@ -104,6 +116,18 @@ log "generating sparsett_ros messages"
 build_interfaces . "$BUILD/sparsett_ros" -DSPARSETT_INSTALL_PYTHON=OFF
 # rosidl writes an empty package __init__.py; it would shadow the checkout's sparsett_ros.
 rm -f "$SITE/sparsett_ros/__init__.py"
+# 6. the launch system and the ros2 CLI: a sourced ROS has them; in PyPI-ROS mode they come from
+#    the shared upstream sources where present (a user's clone without them keeps working).
+if launch_ok; then
+  :
+elif [ $system_ros = 1 ]; then
+  log "note: the sourced ROS 2 lacks launch / launch_testing / ros2cli; the tests that need them skip"
+elif [ -n "$ROS2_TOOLS" ]; then
+  log "installing the ROS 2 launch system and ros2 CLI ($ROS2_TOOLS)"
+  "$ROS2_TOOLS" "$VENV"
+else
+  log "note: no ROS 2 launch system (ros2 launch / launch_testing); the tests that need it skip"
+fi
 
 "$PY" -c "import torch, cv2, rclpy, vision_msgs.msg, sparsett_ros.msg" \
   || { log "the environment does not import; see the messages above"; exit 1; }

@@ -94,7 +94,9 @@ class FrameSlot:
         self._capacity = capacity
         self._cond = threading.Condition()
         self._closed = False
+        self._newest_seq = -1
         self.dropped = 0
+        self.behind = 0  # frames put after the one `take` returned last, when it returned it
 
     def put(self, frame: Frame) -> int:
         """Offer a frame; returns how many frames were dropped to make room (0 or 1)."""
@@ -104,16 +106,25 @@ class FrameSlot:
                 self._frames.popleft()
                 dropped += 1
             self._frames.append(frame)
+            self._newest_seq = max(self._newest_seq, frame.seq)
             self.dropped += dropped
             self._cond.notify()
             return dropped
 
     def take(self, timeout: float | None = None) -> Frame | None:
-        """The oldest waiting frame (the newest with capacity 1); None on timeout or close."""
+        """The oldest waiting frame (the newest with capacity 1); None on timeout or close.
+
+        Sets `behind`: how many frames (by `seq`) had been put after the returned one by then
+        (0 in newest-frame mode; the backlog of a FIFO).
+        """
         with self._cond:
             if not self._frames and not self._closed:
                 self._cond.wait(timeout)
-            return self._frames.popleft() if self._frames else None
+            if not self._frames:
+                return None
+            frame = self._frames.popleft()
+            self.behind = max(0, self._newest_seq - frame.seq)
+            return frame
 
     def wake(self) -> None:
         """Wake a waiting `take` (e.g. a command arrived)."""

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 PRESETS = ("", "got10k", "lasot", "trackingnet", "uav123", "otb2015", "lite")
 DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("fp32", "fp16", "bf16")
+BACKENDS = ("torch", "onnxruntime", "auto")
 IMAGE_QOS = ("sensor_data", "reliable")
 OUTPUT_QOS = ("reliable", "best_effort")
 
@@ -32,6 +33,7 @@ class TrackerParams:
     num_threads: int = 0
     precision: str = "fp32"
     fast_path: bool = False
+    backend: str = "torch"
     cuda_graphs: bool = False
     gpu_crop: bool = False
     warmup_iterations: int = 2
@@ -83,9 +85,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "core, which stays free for ROS and the camera driver (1 thread on a 2-core computer).",
               min_value=0, max_value=256),
     ParamSpec("precision", "Inference precision: fp32, fp16 (CUDA autocast) or bf16 (autocast).", choices=PRECISIONS),
-    ParamSpec("fast_path", "Use sparsett_core's fast path for the device (InferenceOptions.fast: CUDA fp16 + CUDA "
-              "graphs + GPU crop; CPU bf16 for Swin-T, fp32 for SparseTT-Lite). Overrides precision, "
-              "cuda_graphs and gpu_crop."),
+    ParamSpec("fast_path", "The fastest inference on this machine, chosen at start-up (= backend auto: CUDA fp16 + "
+              "CUDA graphs + GPU crop; on the CPU the fastest of torch fp32, torch bf16 where the CPU has native "
+              "bf16 (Swin-T only) and ONNX Runtime, measured; the choice and why are logged). Overrides backend, "
+              "precision, cuda_graphs and gpu_crop."),
+    ParamSpec("backend", "Inference backend: torch, onnxruntime (the exported model, optional package) or auto "
+              "(see fast_path).", choices=BACKENDS),
     ParamSpec("cuda_graphs", "Capture the template/track steps as CUDA graphs (CUDA only; ignored on the CPU)."),
     ParamSpec("gpu_crop", "Crop and normalise with torch ops on the inference device (bit-exact with the cv2 crop)."),
     ParamSpec("warmup_iterations", "Dummy init+update runs before the node reports ready.", min_value=0, max_value=20),

@@ -4,9 +4,16 @@
 around the last position; its score is the correlation peak, so it genuinely drops when the
 target disappears and rises when it comes back (LOST / recovery tests). Selected with
 `tracker_factory:=sparsett_ros.testing:build_template_tracker`.
+
+Two more factories make start-up and shutdown paths testable: `build_slow_template_tracker` (every
+update takes SLOW_UPDATE_S, so a signal reliably lands while a frame is being tracked) and
+`build_failing_warmup` (the real SparseTT tracker whose first update raises, as a failed CUDA-graph
+capture or kernel would).
 """
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
 import cv2
@@ -52,3 +59,44 @@ class TemplateTracker:
 
 def build_template_tracker(params: TrackerParams, logger: Any = None) -> Backend:
     return Backend(TemplateTracker(), random_weights=False, description="TemplateTracker (OpenCV, test backend)")
+
+
+SLOW_UPDATE_S = 1.0
+UPDATE_STARTED = "SlowTracker: update started"
+
+
+class SlowTracker(TemplateTracker):
+    """TemplateTracker whose update takes SLOW_UPDATE_S (a model much slower than the camera)."""
+
+    def update(self, frame_bgr: np.ndarray) -> tuple[tuple[float, float, float, float], float]:
+        print(UPDATE_STARTED, file=sys.stderr, flush=True)  # tests wait for it: a frame is being tracked now
+        time.sleep(SLOW_UPDATE_S)
+        return super().update(frame_bgr)
+
+
+def build_slow_template_tracker(params: TrackerParams, logger: Any = None) -> Backend:
+    return Backend(SlowTracker(), random_weights=False,
+                   description=f"SlowTracker (TemplateTracker + {SLOW_UPDATE_S} s per update, test backend)")
+
+
+class _FailingUpdate:
+    """Wraps a tracker; update raises (an injected failure of the first track step)."""
+
+    def __init__(self, tracker: Any) -> None:
+        self.tracker = tracker
+
+    def init(self, frame_bgr: np.ndarray, box: tuple[float, float, float, float]) -> None:
+        self.tracker.init(frame_bgr, box)
+
+    def update(self, frame_bgr: np.ndarray) -> tuple[tuple[float, float, float, float], float]:
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\n(injected by "
+                           "sparsett_ros.testing:build_failing_warmup)")
+
+
+def build_failing_warmup(params: TrackerParams, logger: Any = None) -> Backend:
+    """The node's real SparseTT backend, with the first track step (warm-up) failing."""
+    from sparsett_ros.tracker_backend import build_sparsett_tracker
+
+    backend = build_sparsett_tracker(params, logger)
+    backend.tracker = _FailingUpdate(backend.tracker)
+    return backend

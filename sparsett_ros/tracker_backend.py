@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -41,12 +42,15 @@ class Backend:
             (`SequentialMulti`, built by calling the factory again).
         random_weights: True when the model has no trained weights (flagged in ~/status).
         description: one line for the start-up log (model, device, precision).
+        inference: returns what runs the network now, one line for ~/status (backend, precision,
+            CUDA graphs or why they were given up); None: not reported.
     """
 
     tracker: Any
     random_weights: bool
     description: str
     make_multi: Callable[[], Any] | None = None
+    inference: Callable[[], str] | None = None
 
 
 TrackerFactory = Callable[[TrackerParams, Any], Backend]
@@ -159,16 +163,14 @@ def inference_threads(requested: int, torch_default: int, cores: int) -> int:
     return max(1, min(torch_default, cores - 1))
 
 
-def inference_options(params: TrackerParams, device: str, variant: str = "swin_t") -> Any:
-    """sparsett_core InferenceOptions from the node parameters (fast_path overrides the others).
-
-    ``variant``: the model's backbone (``ModelConfig.variant``), which decides the CPU fast path.
-    """
+def inference_options(params: TrackerParams) -> Any:
+    """sparsett_core InferenceOptions from the node parameters (fast_path = backend auto, overriding the others)."""
     from sparsett_core import InferenceOptions
 
-    if params.fast_path:
-        return InferenceOptions.fast(device, variant)
-    return InferenceOptions(precision=params.precision, cuda_graphs=params.cuda_graphs, gpu_crop=params.gpu_crop)
+    if params.fast_path:  # chosen when the tracker is built: rule + a short measurement (select.py)
+        return InferenceOptions(backend="auto")
+    return InferenceOptions(precision=params.precision, cuda_graphs=params.cuda_graphs, gpu_crop=params.gpu_crop,
+                            backend=params.backend)
 
 
 def _load_model(params: TrackerParams, device: str, logger: Any) -> tuple[Any, str]:
@@ -188,7 +190,12 @@ def _load_model(params: TrackerParams, device: str, logger: Any) -> tuple[Any, s
         if not params.allow_random_weights:
             raise StartupError(f"checkpoint:=random needs allow_random_weights:=true; or {hint}")
         return None, "RANDOM WEIGHTS"
-    name = "the default SparseTT-Lite weights" if is_default(spec) else repr(str(Path(spec).expanduser()))
+    if is_default(spec):
+        from sparsett_core.weights import DEFAULT_CHECKPOINT_NAME, WEIGHTS_DIR
+
+        name = f"the default SparseTT-Lite weights ({WEIGHTS_DIR / DEFAULT_CHECKPOINT_NAME})"
+    else:
+        name = repr(str(Path(spec).expanduser()))
     try:
         model = SparseTT.from_checkpoint("default" if is_default(spec) else str(Path(spec).expanduser()), device=device)
     except Exception as exc:  # noqa: BLE001 (any loader error becomes one clear start-up error)
@@ -220,26 +227,36 @@ def build_sparsett_tracker(params: TrackerParams, logger: Any = None) -> Backend
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(inference_threads(params.num_threads, torch.get_num_threads(), cores))
     if logger is not None:
-        logger.info(f"inference on {device}, {torch.get_num_threads()} CPU thread(s) of {cores} cores (num_threads)")
+        logger.info(f"inference on {device}, {torch.get_num_threads()} CPU thread(s) of {cores} cores (num_threads); "
+                    f"torch {torch.__version__} from {Path(torch.__file__).parent}, Python {sys.executable}")
     model, source = _load_model(params, device, logger)
     random_weights = model is None
     if random_weights:
         from sparsett_core.config import ModelConfig
 
         model = SparseTT(ModelConfig()).to(device).eval()
-    options = inference_options(params, device, model.config.variant)
     try:
-        tracker = Tracker(model, preset=params.preset or None, device=device, options=options)
-    except (ValueError, KeyError) as exc:
+        tracker = Tracker(model, preset=params.preset or None, device=device, options=inference_options(params))
+    except (ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: e.g. onnxruntime not installed
         raise StartupError(f"cannot build the tracker: {exc}") from exc
+    if tracker.selection is not None and logger is not None:
+        logger.info(f"fast path: {tracker.selection.reason}")
+    engines = [tracker.engine]
 
     def make_multi() -> InferenceMultiTracker:
         from sparsett_core import MultiTracker
 
-        return InferenceMultiTracker(MultiTracker(model, preset=params.preset or None, device=device, options=options))
+        multi = MultiTracker(model, preset=params.preset or None, device=device, options=tracker.options)
+        engines.append(multi._proto.engine)
+        return InferenceMultiTracker(multi)
+
+    def inference() -> str:  # the single-target engine, and the multi-target one's if it differs
+        texts = list(dict.fromkeys(e.describe() for e in (engines[0], engines[-1])))
+        return "; multi-target: ".join(texts)
 
     return Backend(InferenceTracker(tracker), random_weights,
-                   f"SparseTT ({source}) on {device}, {options}, preset {params.preset or 'default'}", make_multi)
+                   f"SparseTT from {source} on {device}, {tracker.engine.describe()}, preset {tracker.preset.name}",
+                   make_multi, inference)
 
 
 def warm_up(tracker: Any, iterations: int, size: tuple[int, int] = (640, 480)) -> None:

@@ -11,6 +11,7 @@ thread runs the tracker on the newest frame and publishes. See docs/node.md.
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
                        qos_profile_sensor_data)
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
@@ -88,6 +90,21 @@ class TrackerNode(Node):
 
     def __init__(self, tracker_factory: Callable[..., Backend] | None = None, **kwargs: Any) -> None:
         super().__init__("tracker_node", **kwargs)
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        try:
+            self._start(tracker_factory)
+        except BaseException:  # failed or interrupted start-up: leave no worker thread or node handle behind
+            self.close()
+            self.destroy_node()
+            raise
+
+    def _start(self, tracker_factory: Callable[..., Backend] | None) -> None:
+        """Parameters, model (loaded and warmed up), then the ROS interfaces and the worker thread.
+
+        Raises:
+            StartupError: invalid parameters, or the model cannot be built, loaded or warmed up.
+        """
         try:
             self.params = declare_parameters(self)
         except (ValueError, rclpy.exceptions.ParameterException) as exc:
@@ -98,15 +115,28 @@ class TrackerNode(Node):
             self.get_logger().warning(f"unknown parameters ignored (misspelt?): {', '.join(unknown)}; "
                                       f"known: {', '.join(SPECS)}")
         factory = tracker_factory or load_factory(p.tracker_factory)
-        backend = factory(p, self.get_logger())
+        try:
+            backend = factory(p, self.get_logger())
+        except StartupError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (any loader failure becomes one clear start-up error)
+            raise StartupError(f"the tracker could not be built ({p.tracker_factory}): "
+                               f"{type(exc).__name__}: {exc}") from exc
         self._tracker = backend.tracker
         self._make_multi = backend.make_multi or (lambda: SequentialMulti(lambda: factory(p, self.get_logger()).tracker))
         self._multi: Any = None  # built on the first ~/init_multi
         self._multi_ids: list[int] | None = None  # ids of the targets while in multi-target mode
         self._multi_results: list[tuple[tuple[float, float, float, float], float]] = []
         self._random_weights = backend.random_weights
+        self._inference = backend.inference or (lambda: "")
+        self._inference_text = ""  # last reported, to log a change (a CUDA-graph fallback) once
         self.get_logger().info(f"loading done: {backend.description}; warming up")
-        warm_up(self._tracker, p.warmup_iterations)
+        try:  # the first template/track steps: CUDA graphs are captured and kernels compiled here
+            warm_up(self._tracker, p.warmup_iterations)
+        except Exception as exc:  # noqa: BLE001
+            raise StartupError(f"the model failed its warm-up on device {p.device} ({type(exc).__name__}: {exc}); "
+                               "fast_path:=false cuda_graphs:=false precision:=fp32 runs the plain eager "
+                               "model") from exc
         if self._random_weights:
             self.get_logger().warning("RUNNING ON RANDOM WEIGHTS (allow_random_weights): the boxes are meaningless; "
                                       "set checkpoint to a trained SparseTT model for real tracking")
@@ -118,6 +148,7 @@ class TrackerNode(Node):
         self._slot = FrameSlot(p.queue_size if p.process_all_frames else 1)
         self._commands: list[InitRequest] = []
         self._received = self._processed = self._rejected = self._superseded = 0
+        self._behind = 0  # FrameSlot.behind of the last processed frame
         self._last_rejection = ""
         self._last_stamp_ns: int | None = None
         self._last_taken_seq = -1
@@ -165,7 +196,6 @@ class TrackerNode(Node):
                                  lambda msg: self._on_click("debug", msg), command_qos)
         self.create_subscription(PointStamped, "/clicked_point", self._on_clicked_point, command_qos)
 
-        self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="sparsett_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -177,11 +207,25 @@ class TrackerNode(Node):
     # ---- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the worker thread (before destroy_node)."""
+        """Stop the worker thread (before destroy_node); a frame being tracked is finished and published."""
         self._stop.set()
-        self._slot.close()
-        if self._worker.is_alive():
+        if hasattr(self, "_slot"):
+            self._slot.close()
+        if self._worker is not None and self._worker.is_alive():
             self._worker.join(timeout=10.0)
+
+    def flush(self, timeout_s: float = 1.0) -> None:
+        """Wait (at most `timeout_s`) until reliable subscribers acknowledged the last detections and status.
+
+        Called after `close()` at shutdown: the frame finished in flight reaches a recorder before the
+        node's writers go away.
+        """
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout_s
+        for publisher in (self._det_pub, self._status_pub):
+            remaining = max(0.0, deadline - time.monotonic())
+            publisher.wait_for_all_acked(Duration(nanoseconds=int(remaining * 1e9)))
 
     # ---- bookkeeping -------------------------------------------------------------------------
 
@@ -202,6 +246,16 @@ class TrackerNode(Node):
         self._warn(kind, f"rejected {kind}: {reason}")
         self._publish_status(header or self._event_header())
 
+    def _inference_now(self) -> str:
+        """What runs the network (status field); a change after start-up (a CUDA-graph capture that
+        fell back to eager) is logged once."""
+        text = self._inference()
+        if text != self._inference_text:
+            if self._inference_text:
+                self.get_logger().warning(f"inference changed: {text}")
+            self._inference_text = text
+        return text
+
     def _publish_status(self, header: Header) -> None:
         with self._lock:
             box = self._box if self._state.state != TrackState.IDLE else None
@@ -212,8 +266,10 @@ class TrackerNode(Node):
                 track_id="" if idle else ",".join(ids), num_targets=0 if idle else len(ids),
                 score=float(self._score), latency_ms=float(self._latency_ms), fps=float(self._fps),
                 frames_received=self._received, frames_processed=self._processed,
-                frames_dropped=self._slot.dropped + self._superseded, inputs_rejected=self._rejected,
-                last_rejection=self._last_rejection, random_weights=self._random_weights)
+                frames_dropped=self._slot.dropped + self._superseded, frames_behind=self._behind,
+                inputs_rejected=self._rejected,
+                last_rejection=self._last_rejection, random_weights=self._random_weights,
+                inference=self._inference_now())
             if box is not None:
                 msg.x, msg.y, msg.width, msg.height = (float(v) for v in box)
             self._status_pub.publish(msg)
@@ -368,10 +424,13 @@ class TrackerNode(Node):
             try:
                 self._run_commands()
                 frame = self._slot.take(timeout=0.1)
+                behind = self._slot.behind
                 self._run_commands()
                 if frame is not None:
-                    self._process(frame)
+                    self._process(frame, behind)
             except Exception as exc:  # noqa: BLE001 (one failing frame or box must not end the node)
+                if self._stop.is_set() or not self.context.ok():
+                    return  # shutting down: nothing to report to
                 self.get_logger().error(f"tracker failed: {exc!r}; tracking stops, send a new initial box")
                 with self._lock:
                     self._state.stop()
@@ -429,19 +488,23 @@ class TrackerNode(Node):
             self._box, self._score, self._track_size = boxes[0], 1.0, frame.size
             catchup = self._buffer.after(frame, self._last_taken_seq)
             self._skip_until_seq = max(self._skip_until_seq, frame.seq)
-        self.get_logger().info(f"tracks {ids}: {len(boxes)} targets from {request.source} on frame {frame.stamp_ns} ns")
+        self.get_logger().info(f"tracks {ids}: {len(boxes)} targets from {request.source} on frame {frame.stamp_ns} ns "
+                               f"({type(self._multi).__name__})")
         self._publish_status(frame.header)
         self._catch_up(catchup)
 
     def _catch_up(self, catchup: list[Frame]) -> None:
         """Track at most init_catchup_frames buffered newer frames (evenly spaced) after an init."""
-        limit = self.params.init_catchup_frames
+        limit, buffered = self.params.init_catchup_frames, len(catchup)
         if len(catchup) > limit:
             keep = sorted({int(round(i)) for i in np.linspace(0, len(catchup) - 1, limit)}) if limit else []
             catchup = [catchup[i] for i in keep]
+        catchup = [past for past in catchup if past.size == self._track_size]
         for past in catchup:  # follow the target from the past frame up to the live stream
-            if past.size == self._track_size:
-                self._track(past)
+            self._track(past)
+        if buffered:
+            self.get_logger().info(f"caught up: tracked {len(catchup)} of the {buffered} newer buffered frames "
+                                   "(init_catchup_frames)")
 
     def _start_track(self, request: InitRequest) -> None:
         kind = request.source
@@ -493,7 +556,8 @@ class TrackerNode(Node):
             self._box, self._score = results[0][0], max(score for _, score in results)
             self._state.update(self._score)
 
-    def _process(self, frame: Frame) -> None:
+    def _process(self, frame: Frame, behind: int = 0) -> None:
+        """Track `frame` (taken from the slot with `behind` newer frames already received) and publish."""
         with self._lock:
             self._last_taken_seq = max(self._last_taken_seq, frame.seq)
             if frame.seq <= self._skip_until_seq:  # older than the frame a new track started on
@@ -511,6 +575,7 @@ class TrackerNode(Node):
         done_s = time.monotonic()
         with self._lock:
             self._processed += 1
+            self._behind = behind
             self._latency_ms = (done_s - frame.received_s) * 1000.0
             if self._last_done_s is not None and done_s > self._last_done_s:
                 rate = 1.0 / (done_s - self._last_done_s)
@@ -554,25 +619,77 @@ class TrackerNode(Node):
         self._det_pub.publish(msg)
 
 
+class StopSignals:
+    """SIGINT / SIGTERM for main(): one orderly stop, whenever the signals arrive.
+
+    rclpy's own handlers are not installed: they shut the context down under the running worker
+    and then raise KeyboardInterrupt, so the second SIGINT of a Ctrl-C on `ros2 launch` (the
+    terminal's, to the whole process group, then launch's own) landed inside the shutdown path
+    as a traceback and exit code -2. Here the first signal during start-up aborts it
+    (KeyboardInterrupt, once); while spinning a signal only sets `received`, which the spin loop
+    polls; once stopping, further signals are ignored.
+    """
+
+    def __init__(self) -> None:
+        self.received = ""  # name of the first signal
+        self._spinning = False
+        self._stopping = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.received:
+            return
+        self.received = signal.Signals(signum).name
+        if not self._spinning and not self._stopping:
+            self._stopping = True
+            raise KeyboardInterrupt
+
+    def spinning(self) -> None:
+        self._spinning = True
+
+    def stopping(self) -> None:
+        self._stopping = True
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def main(args: list[str] | None = None) -> None:
-    """Entry point (ros2 run sparsett_ros tracker_node / python -m sparsett_ros.tracker_node)."""
-    rclpy.init(args=args)
+    """Entry point (ros2 run sparsett_ros tracker_node / python -m sparsett_ros.tracker_node).
+
+    Exit status 0 after SIGINT or SIGTERM (the last frame in flight is finished and published,
+    then the worker, the node and the context are shut down in that order); 1 with one
+    `cannot start: ...` line when the node cannot start.
+    """
+    signals = StopSignals()
     node: TrackerNode | None = None
-    executor = SingleThreadedExecutor()
+    executor: SingleThreadedExecutor | None = None
     code = 0
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        executor = SingleThreadedExecutor()
         node = TrackerNode()
         executor.add_node(node)
-        executor.spin()
+        signals.spinning()
+        while not signals.received:
+            executor.spin_once(timeout_sec=0.1)  # returns at least every 0.1 s to see a signal
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except StartupError as exc:
-        rclpy.logging.get_logger("tracker_node").fatal(f"cannot start: {exc}")
+        rclpy.logging.get_logger("tracker_node").fatal(f"cannot start: {_one_line(exc)}")
         code = 1
     finally:
-        executor.shutdown()
+        signals.stopping()
         if node is not None:
-            node.close()
+            if signals.received:
+                node.get_logger().info(f"{signals.received}: stopping")
+            node.close()  # the worker finishes its frame while the context can still publish it
+            node.flush()
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     if code:

@@ -1,11 +1,10 @@
-"""Helpers for the real-graph node tests: start tracker_node the way the launch file does, and a
-test-side client node that publishes inputs and waits (with timeouts) for the node's outputs.
+"""Helpers for the real-graph node tests: start tracker_node with the command line the real launch file
+builds, and a test-side client node that publishes inputs and waits (with timeouts) for the node's outputs.
 
 Not a test module; imported by test/test_node_*.py.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -24,30 +23,31 @@ IMAGE_TOPIC = "/camera/image_raw"
 WAIT_S = 60.0
 
 
-def load_launch_module():
-    """launch/tracker.launch.py as a module (it imports launch/launch_ros only when launched)."""
-    spec = importlib.util.spec_from_file_location("tracker_launch", REPO / "launch" / "tracker.launch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def node_command(params: dict[str, Any], image: str = IMAGE_TOPIC, namespace: str = "", checkpoint: str = "",
+                 device: str = "") -> list[str]:
+    """tracker_node's command line as the real launch file builds it, run from the checkout, plus test parameters.
+
+    `launch_argv` runs `ros2 launch launch/tracker.launch.py` (the real launch system and launch_ros)
+    with a launch prefix that records the node's argv; the installed executable is replaced by
+    `python -m sparsett_ros.tracker_node`, so the checkout's code runs with the same arguments.
+    """
+    from conftest import ros_guard
+    from launch_tools import launch_argv
+
+    ros_guard()  # ros2 launch creates a ROS context
+    argv = launch_argv(image=image, checkpoint=checkpoint, device=device, namespace=namespace,
+                       params_file=str(PARAMS_FILE))
+    assert Path(argv[0]).name == "tracker_node" and argv[1] == "--ros-args", argv
+    cmd = [sys.executable, "-m", "sparsett_ros.tracker_node", *argv[1:]]
+    for name, value in params.items():
+        cmd += ["-p", f"{name}:={_ros_value(value)}"]
+    return cmd
 
 
 def _ros_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def node_command(params: dict[str, Any], image: str = IMAGE_TOPIC, namespace: str = "", checkpoint: str = "",
-                 device: str = "") -> list[str]:
-    """The command the launch file's node description amounts to, plus test parameters."""
-    launch = load_launch_module()
-    desc = launch.node_description(image=image, checkpoint=checkpoint, device=device, namespace=namespace,
-                                   params_file=str(PARAMS_FILE))
-    cmd = [sys.executable, "-m", "sparsett_ros.tracker_node"] + launch.ros_arguments(desc)
-    for name, value in params.items():
-        cmd += ["-p", f"{name}:={_ros_value(value)}"]
-    return cmd
 
 
 class NodeProcess:

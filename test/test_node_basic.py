@@ -1,5 +1,5 @@
-"""First real-graph tests: the generated messages import, tracker_node starts the way the launch
-file starts it and answers an image, and the launch file hands the right things to the node.
+"""First real-graph tests: the generated messages import, tracker_node starts with the command line the
+real launch file builds and answers an image, and the launch file hands the right things to the node.
 
 These use the cheap template tracker (tracker_factory) so they check the ROS wiring, not the model;
 test_node_model.py runs the real SparseTT model.
@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from node_graph import (PARAMS_FILE, TEMPLATE_FACTORY, GraphClient, NodeProcess, load_launch_module, node_command,
-                        scene)
+from node_graph import PARAMS_FILE, TEMPLATE_FACTORY, GraphClient, NodeProcess, node_command, scene
 
 FAST = {"tracker_factory": TEMPLATE_FACTORY, "image_qos": "reliable", "image_qos_depth": 10,
         "process_all_frames": True, "warn_throttle_s": 0.0}
@@ -29,21 +28,30 @@ def test_generated_messages_import():
     assert Detection2DArray(detections=[det]).detections[0].bbox.center.position.x == 1.5
 
 
-def test_launch_description_hands_params_file_and_arguments_to_node():
-    launch = load_launch_module()
-    assert set(launch.ARGUMENTS) >= {"image", "checkpoint", "device", "namespace", "params_file"}
-    desc = launch.node_description(image="/cam/color/image_raw", checkpoint="/models/m.pkl", device="cuda",
-                                   namespace="drone1", params_file=str(PARAMS_FILE))
-    assert (desc["package"], desc["executable"]) == ("sparsett_ros", "tracker_node")
-    assert desc["parameters"] == [str(PARAMS_FILE), {"checkpoint": "/models/m.pkl", "device": "cuda"}]
-    assert ("image", "/cam/color/image_raw") in desc["remappings"]
-    assert ("image/compressed", "/cam/color/image_raw/compressed") in desc["remappings"]
-    assert ("camera_info", "/cam/color/camera_info") in desc["remappings"]
-    args = launch.ros_arguments(desc)
-    assert args[:1] == ["--ros-args"] and ["--params-file", str(PARAMS_FILE)] == args[args.index("--params-file"):][:2]
-    assert "checkpoint:=/models/m.pkl" in args and "__ns:=/drone1" in args
-    # empty checkpoint/device keep the params file's values
-    assert launch.node_description(image="/im", params_file="p.yaml")["parameters"] == ["p.yaml"]
+def test_real_launch_hands_params_file_and_arguments_to_node():
+    """The node's command line as the real launch file and launch_ros build it (recorded by a launch prefix)."""
+    import yaml
+
+    from conftest import ros_guard
+    from launch_tools import launch_argv
+
+    ros_guard()
+    argv = launch_argv(image="/cam/color/image_raw", checkpoint="/models/m.pkl", device="cuda", namespace="drone1",
+                       params_file=str(PARAMS_FILE))
+    assert argv[0].endswith("lib/sparsett_ros/tracker_node") and argv[1] == "--ros-args"
+    pairs = list(zip(argv[2::2], argv[3::2]))
+    assert ("-r", "__node:=tracker_node") in pairs and ("-r", "__ns:=/drone1") in pairs
+    for remap in ("image:=/cam/color/image_raw", "image/compressed:=/cam/color/image_raw/compressed",
+                  "camera_info:=/cam/color/camera_info"):
+        assert ("-r", remap) in pairs
+    files = [value for flag, value in pairs if flag == "--params-file"]
+    assert files[0] == str(PARAMS_FILE) and len(files) == 2  # launch_ros: the overrides come as a second file
+    overrides = yaml.safe_load(open(files[1]))
+    assert overrides == {"/drone1/tracker_node": {"ros__parameters": {"checkpoint": "/models/m.pkl", "device": "cuda"}}}
+    # empty checkpoint/device keep the params file's values: no second file
+    plain = launch_argv(image="/im", params_file=str(PARAMS_FILE))
+    assert plain.count("--params-file") == 1
+    assert ("-r", "camera_info:=camera_info") in list(zip(plain[2::2], plain[3::2]))
 
 
 def test_node_started_like_the_launch_file_answers_an_image(ros_context, tmp_path):
@@ -140,3 +148,29 @@ def test_missing_checkpoint_is_a_clear_error_and_nonzero_exit(tmp_path):
     out = subprocess.run(node_command({"checkpoint": str(missing)}), cwd=REPO, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode != 0 and "not found" in out.stderr + out.stdout and str(missing) in out.stderr + out.stdout
+
+
+@pytest.mark.parametrize("failure", ["corrupt checkpoint", "warm-up"])
+def test_model_failure_at_start_up_is_one_clear_line_and_exit_1(tmp_path, failure):
+    """Loading or warming up the model fails: one `cannot start:` line and exit status 1, no traceback."""
+    import subprocess
+
+    from conftest import ros_guard
+    from node_graph import REPO
+
+    ros_guard()  # the node creates a ROS context
+    if failure == "corrupt checkpoint":
+        corrupt = tmp_path / "model.pt"
+        corrupt.write_bytes(b"PK\x03\x04 truncated download " * 50)
+        params, expected = {"checkpoint": str(corrupt)}, f"checkpoint '{corrupt}' could not be loaded"
+    else:  # the real backend on the shipped weights, its first track step raising (as a failed CUDA-graph capture)
+        params = {"tracker_factory": "sparsett_ros.testing:build_failing_warmup", "device": "cpu"}
+        expected = "the model failed its warm-up on device cpu (RuntimeError: CUDA error"
+    out = subprocess.run(node_command(params), cwd=REPO, capture_output=True, text=True, timeout=120)
+    text = out.stdout + out.stderr
+    assert out.returncode == 1, text
+    fatal = [line for line in text.splitlines() if "cannot start:" in line]
+    assert len(fatal) == 1 and expected in fatal[0], text
+    assert "Traceback" not in text, text
+    if failure == "warm-up":  # the exception's own line break is folded into the one line
+        assert "(injected by sparsett_ros.testing:build_failing_warmup)" in fatal[0]

@@ -168,6 +168,16 @@ def test_newest_frame_slot_counts_drops_and_never_blocks():
     for i in range(5):
         slot.put(frame(i))
     assert slot.dropped == 4 and slot.take(0).seq == 4 and slot.take(0) is None
+    assert slot.behind == 0  # the frame taken was the newest put
+
+
+def test_slot_reports_how_many_newer_frames_waited_behind_the_one_taken():
+    fifo = FrameSlot(10)
+    for i in range(4):
+        fifo.put(frame(i))
+    assert fifo.take(0).seq == 0 and fifo.behind == 3  # a FIFO's backlog
+    fifo.put(frame(4))
+    assert fifo.take(0).seq == 1 and fifo.behind == 3
 
 
 def test_queue_slot_keeps_order_and_drops_oldest_when_full():

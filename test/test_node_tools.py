@@ -12,6 +12,10 @@ import yaml
 
 from node_graph import REPO
 
+# scripts/demo.sh's scene, 15 frames, every frame tracked, shipped weights: measured 0.611 on 2026-11-30
+# (SparseTT-Lite v2 default.pt, AMD EPYC Zen 4, 1 inference thread); floor = measured - 0.05
+DEMO_MEAN_IOU_FLOOR = 0.56
+
 
 def test_bag_from_video_writes_images_and_groundtruth_that_read_back(sequences_dir, tmp_path):
     from rosbags.highlevel import AnyReader
@@ -81,24 +85,33 @@ def test_rviz_config_shows_the_debug_image():
                for t in tools)
 
 
-def test_readme_demo_writes_mp4_and_numbers(tmp_path):
-    """The demo end to end (short): own scene -> bag -> tracker_node -> detections, MP4, numbers."""
+def test_readme_demo_writes_mp4_and_numbers(tmp_path, record_property):
+    """The demo end to end (short): own scene -> bag -> ros2 launch of tracker_node -> detections, MP4, numbers.
+
+    --all-frames tracks every frame, so the mean IoU does not depend on the machine's speed.
+    """
     from conftest import ros_guard
+    from launch_tools import require_launch
 
     ros_guard()
+    require_launch()
     out = tmp_path / "demo"
     # the demo's own timeout (per wait) is below the test's, so a stall is reported with its phase
     run = subprocess.run([sys.executable, "-m", "sparsett_ros.tools.demo", "--frames", "15", "--out", str(out),
-                          "--timeout", "120"], cwd=REPO, capture_output=True, text=True, timeout=600)
+                          "--timeout", "120", "--all-frames"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "SparseTT-Lite" in run.stdout and "latency" in run.stdout and "throughput" in run.stdout
+    assert "started tracker_node with ros2 launch" in run.stdout  # the real launch file
     video = cv2.VideoCapture(str(out / "overlay.mp4"))
     assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 15
     video.release()
     summary = json.loads((out / "detections.json").read_text())["summary"]
-    assert summary["frames"] == 15 and summary["processed"] + summary["dropped"] == 15
+    assert summary["frames"] == 15 and summary["processed"] == 15 and summary["dropped"] == 0
     assert not summary["random_weights"] and summary["checkpoint"] == "default" and (out / "detections_bag").is_dir()
-    assert 0.0 <= summary["mean_iou_processed_frames"] <= 1.0  # scored against the scene's ground truth
+    log = (out / "tracker_node.log").read_text()
+    assert "process has finished cleanly" in log and "Traceback" not in log, log
+    record_property("demo_mean_iou", summary["mean_iou_processed_frames"])
+    assert summary["mean_iou_processed_frames"] >= DEMO_MEAN_IOU_FLOOR  # against the scene's ground truth
 
 
 def test_fastdds_robot_profile_uses_large_shared_memory_segments():

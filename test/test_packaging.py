@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, ros_guard
-
-VENV = Path(sys.prefix)
+from launch_tools import install_env, marked_env, package_prefix, ros2, site_packages
 
 # vision_msgs 4.1.1 (Humble/Jazzy/Kilted), the messages the node uses: our test-only copy must
 # match field for field (type names, field names, types and order).
@@ -50,30 +49,16 @@ def test_tracker_status_is_generated_from_msg():
 
 
 @pytest.fixture(scope="module")
-def colcon_install(tmp_path_factory) -> Path:
-    """`colcon build` of a workspace whose src/ holds this repository; returns the install base."""
-    colcon = VENV / "bin" / "colcon"
-    if not colcon.exists():
-        pytest.skip(f"colcon is not installed in {VENV} (scripts/setup.sh installs it)")
-    ws = tmp_path_factory.mktemp("ws")
-    (ws / "src").mkdir()
-    (ws / "src" / "sparsett_ros").symlink_to(REPO, target_is_directory=True)
-    env = dict(os.environ, CMAKE_PREFIX_PATH=str(VENV), AMENT_PREFIX_PATH=str(VENV),
-               PATH=f"{VENV / 'bin'}:{os.environ['PATH']}")
-    proc = subprocess.run(
-        [str(colcon), "build", "--base-paths", "src", "--event-handlers", "console_cohesion+",
-         "--cmake-args", "-DBUILD_TESTING=OFF", f"-DPython3_EXECUTABLE={sys.executable}"],
-        cwd=ws, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "1 package finished" in proc.stdout, proc.stdout[-2000:]  # one package, nothing else crawled
-    return ws / "install" / "sparsett_ros"
+def installed(colcon_install) -> Path:
+    """The package prefix of the session's colcon install (install/sparsett_ros)."""
+    return package_prefix(colcon_install)
 
 
-def test_colcon_build_installs_one_package(colcon_install):
-    site = colcon_install / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    node = colcon_install / "lib" / "sparsett_ros" / "tracker_node"
+def test_colcon_build_installs_one_package(installed):
+    site = site_packages(installed.parent)
+    node = installed / "lib" / "sparsett_ros" / "tracker_node"
     assert node.exists() and os.access(node, os.X_OK)
-    share = colcon_install / "share" / "sparsett_ros"
+    share = installed / "share" / "sparsett_ros"
     for rel in ("package.xml", "launch/tracker.launch.py", "config/tracker.yaml", "msg/TrackerStatus.msg"):
         assert (share / rel).exists(), rel
     for rel in ("sparsett_ros/msg/_tracker_status.py", "sparsett_ros/tracker_node.py", "sparsett_core/__init__.py",
@@ -81,48 +66,60 @@ def test_colcon_build_installs_one_package(colcon_install):
         assert (site / rel).exists(), rel
 
 
-def test_installed_tracker_node_starts(colcon_install, tmp_path):
-    """The colcon-installed lib/sparsett_ros/tracker_node starts and advertises its topics."""
+def test_installed_tracker_node_starts_on_the_installed_default_weights(colcon_install, tmp_path):
+    """`source install/setup.bash; ros2 run sparsett_ros tracker_node`: the install's code and default.pt.
+
+    No allow_random_weights: a default.pt that does not load is a start-up error (exit 1), and the
+    test fails on it instead of running on random weights.
+    """
     ros_guard()
     import rclpy
     from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 
-    site = colcon_install / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    env = dict(os.environ,
-               PYTHONPATH=str(site),
-               AMENT_PREFIX_PATH=f"{colcon_install}:{VENV}",
-               LD_LIBRARY_PATH=f"{colcon_install / 'lib'}:{VENV / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}",
-               PATH=f"{VENV / 'bin'}:{os.environ['PATH']}", PYTHONUNBUFFERED="1")
+    from sparsett_ros.msg import TrackerStatus
+
+    site = site_packages(colcon_install)
+    env = marked_env(install_env(colcon_install))
     where = subprocess.run([sys.executable, "-c", "import sparsett_ros.tracker_node as m, sparsett_core as c; "
                             "print(m.__file__); print(c.__file__)"], env=env, capture_output=True, text=True,
                            cwd=tmp_path)  # not the checkout: the current directory comes first on sys.path
     assert where.returncode == 0, where.stderr
-    assert all(line.startswith(str(site)) for line in where.stdout.split()), where.stdout  # the install, not the checkout
-    params = colcon_install / "share" / "sparsett_ros" / "config" / "tracker.yaml"
+    # the install, not the checkout
+    assert all(line.startswith(str(site)) for line in where.stdout.split()), where.stdout
     log = open(tmp_path / "node.log", "w")
-    proc = subprocess.Popen(
-        [str(colcon_install / "lib" / "sparsett_ros" / "tracker_node"), "--ros-args",
-         "--params-file", str(params), "-p", "allow_random_weights:=true", "-p", "device:=cpu",
-         "-r", "__node:=installed_tracker"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    proc = subprocess.Popen([ros2(), "run", "sparsett_ros", "tracker_node", "--ros-args",
+                             "-r", "__node:=installed_tracker", "-p", "warmup_iterations:=1"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
     ctx = Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("packaging_probe", context=ctx)
+    statuses = []
+    latched = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE,
+                         durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(TrackerStatus, "/installed_tracker/status", statuses.append, latched)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
     try:
-        wanted = {"/installed_tracker/detections", "/installed_tracker/status"}
         deadline = time.monotonic() + 180
-        seen = set()
-        while time.monotonic() < deadline and not wanted <= seen and proc.poll() is None:
-            seen = {name for name, _ in node.get_topic_names_and_types()}
-            time.sleep(0.2)  # graph polling; the deadline, not the sleep, bounds the test
-        assert proc.poll() is None, "node exited early:\n" + (tmp_path / "node.log").read_text()[-3000:]
-        assert wanted <= seen, f"topics seen: {sorted(seen)}\n" + (tmp_path / "node.log").read_text()[-3000:]
+        while time.monotonic() < deadline and not statuses and proc.poll() is None:
+            executor.spin_once(timeout_sec=0.2)
+        text = (tmp_path / "node.log").read_text()
+        assert proc.poll() is None, f"node exited with {proc.returncode}:\n{text[-3000:]}"
+        assert statuses, "no status from the installed node\n" + text[-3000:]
+        assert not statuses[0].random_weights and statuses[0].state_name == "IDLE"
+        assert f"the default SparseTT-Lite weights ({site / 'sparsett_core' / 'weights' / 'default.pt'})" in text, text
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal: ros2 run and the node both get it
         try:
-            proc.wait(timeout=20)
+            rc = proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            rc = proc.wait()
         log.close()
+    assert rc == 0, (tmp_path / "node.log").read_text()[-3000:]
+

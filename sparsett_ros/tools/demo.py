@@ -4,18 +4,22 @@
     python -m sparsett_ros.tools.demo --video clip.mp4 --init 120,80,60,40 --checkpoint model.pkl
 
 1. renders a synthetic scene video (or takes --video), 2. writes it into a rosbag2 MCAP bag
-(bag_from_video), 3. starts tracker_node as a subprocess with config/tracker.yaml, 4. replays the
+(bag_from_video), 3. starts tracker_node with config/tracker.yaml through the real launch file
+(`ros2 launch ... tracker.launch.py`) where the ROS 2 launch system is installed, else directly, 4. replays the
 bag at its recorded rate (bag_replay) after a stamped initial box on the first frame, 5. records
 the node's detections (an MCAP bag and JSON), 6. writes the overlay MP4, and 7. prints
 throughput, dropped frames and latency percentiles. Without a checkpoint (--checkpoint or the
 params file's `checkpoint`) the node uses the SparseTT-Lite weights shipped with the package;
 `--checkpoint random` runs on RANDOM WEIGHTS and says so (the boxes are then meaningless).
+`--all-frames` tracks every frame (queue mode, reliable image QoS), so the accuracy numbers do not
+depend on the machine's speed; by default the node runs as on a robot (newest frame only).
 
 On machines where DDS must stay on loopback, run it inside ../shared/tools/netns-run.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -52,6 +56,72 @@ def default_params_file() -> Path | None:
         return candidate if candidate.is_file() else None
     except (ImportError, LookupError):
         return None
+
+
+def launch_file() -> list[str] | None:
+    """How to name the launch file to `ros2 launch`, or None where the launch system cannot start the node.
+
+    The checkout's launch/tracker.launch.py by path (its executable, lib/sparsett_ros/tracker_node, is
+    installed into the venv by scripts/setup.sh), else the installed package's.
+    """
+    if any(importlib.util.find_spec(name) is None for name in ("launch", "launch_ros", "ament_index_python")):
+        return None
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        prefix = Path(get_package_prefix("sparsett_ros"))
+    except (PackageNotFoundError, LookupError, ValueError):
+        return None
+    if not (prefix / "lib" / "sparsett_ros" / "tracker_node").is_file():
+        return None
+    checkout = REPO / "launch" / "tracker.launch.py"
+    return [str(checkout)] if checkout.is_file() else ["sparsett_ros", "tracker.launch.py"]
+
+
+def ros2_executable() -> str:
+    here = Path(sys.executable).parent / "ros2"
+    return str(here) if here.is_file() else (shutil.which("ros2") or "ros2")
+
+
+def node_params_file(params_file: Path | None, out: Path, changes: dict[str, Any]) -> Path | None:
+    """`params_file` with `changes` applied, written to out/tracker_params.yaml (params_file itself without changes)."""
+    if not changes:
+        return params_file
+    config = yaml.safe_load(params_file.read_text()) if params_file is not None else {}
+    config = config or {}
+    config.setdefault("/**", {}).setdefault("ros__parameters", {}).update(changes)
+    path = out / "tracker_params.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def node_command(params_file: Path | None, checkpoint: str, device: str | None) -> tuple[list[str], str]:
+    """The command that starts tracker_node, and how ("ros2 launch" or "python -m")."""
+    launch = launch_file()
+    if launch is not None:
+        cmd = [ros2_executable(), "launch", *launch, f"image:={IMAGE_TOPIC}"]
+        if params_file is not None:
+            cmd.append(f"params_file:={params_file}")
+        cmd += [f"checkpoint:={checkpoint}"] if checkpoint else []
+        cmd += [f"device:={device}"] if device else []
+        return cmd, "ros2 launch"
+    cmd = [sys.executable, "-m", "sparsett_ros.tracker_node", "--ros-args", "-r", f"image:={IMAGE_TOPIC}"]
+    cmd += ["--params-file", str(params_file)] if params_file is not None else []
+    cmd += ["-p", f"checkpoint:={checkpoint}"] if checkpoint else []
+    cmd += ["-p", f"device:={device}"] if device else []
+    return cmd, "python -m sparsett_ros.tracker_node (no ROS 2 launch system installed)"
+
+
+def stop_node(proc: subprocess.Popen) -> None:
+    """Ctrl-C to the node's process group (ros2 launch and the node), as in a terminal; kill after 30 s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def render_scene(path: Path, frames: int = 90, size: tuple[int, int] = (640, 360), fps: float = 30.0,
@@ -181,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate of the bag (Hz)")
     parser.add_argument("--out", default="demo_output", help="output folder")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the node")
+    parser.add_argument("--all-frames", action="store_true", help="track every frame (queue mode, reliable image "
+                        "QoS): accuracy independent of the machine's speed; latency then includes queueing")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -209,29 +281,26 @@ def main(argv: list[str] | None = None) -> None:
         values = (yaml.safe_load(params_file.read_text()) or {}).get("/**", {}).get("ros__parameters", {})
         configured = values.get("checkpoint", "")
     checkpoint = args.checkpoint or configured
-    cmd = [sys.executable, "-m", "sparsett_ros.tracker_node", "--ros-args"]
-    if params_file is not None:
-        cmd += ["--params-file", str(params_file)]
-    cmd += ["-r", f"image:={IMAGE_TOPIC}"]
-    if checkpoint:
-        cmd += ["-p", f"checkpoint:={checkpoint}"]
     note = ""
+    changes: dict[str, Any] = {}
     if checkpoint == "random":
-        cmd += ["-p", "allow_random_weights:=true"]
+        changes["allow_random_weights"] = True
         note = "RANDOM WEIGHTS"
         print("RANDOM WEIGHTS (--checkpoint random): the pipeline, timing and overlay are real, the boxes are "
               "meaningless. Leave --checkpoint out for the shipped SparseTT-Lite weights, or pass the GOT-10k or "
               "full-data SparseTT model.")
     elif not checkpoint:
         print("model: the SparseTT-Lite weights shipped with the package (pass --checkpoint for another model)")
-    if args.device:
-        cmd += ["-p", f"device:={args.device}"]
+    if args.all_frames:
+        depth = min(1000, max(100, len(frames)))  # the parameters' ranges
+        changes.update(process_all_frames=True, queue_size=depth, image_qos="reliable", image_qos_depth=depth)
+    cmd, how = node_command(node_params_file(params_file, out, changes), checkpoint, args.device)
     log_path = out / "tracker_node.log"
     log = open(log_path, "w")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    print(f"started tracker_node (log {log_path}); loading the model ...")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    print(f"started tracker_node with {how} (log {log_path}); loading the model ...")
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -289,12 +358,7 @@ def main(argv: list[str] | None = None) -> None:
         spinner.join(timeout=5)
         node.destroy_node()
         rclpy.try_shutdown()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_node(proc)
         log.close()
     if code:
         raise SystemExit(code)
@@ -317,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
         "throughput_fps": round((len(processed)) / wall, 2) if wall > 0 else 0.0,
         "latency_ms": {f"p{q}": round(float(np.percentile(latency, q)), 1) for q in (50, 90, 99)} if len(latency)
         else {}, "random_weights": bool(status.random_weights), "checkpoint": checkpoint or "default",
+        "all_frames": bool(args.all_frames), "started_with": how,
     }
     if gt is not None and boxes:
         hit = [i for i, t in enumerate(info.stamps_ns) if t in boxes]
@@ -327,7 +392,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"overlay video: {overlay_path}")
     print(f"detections: {out / 'detections_bag'} (MCAP), {out / 'detections.json'}")
     print(f"frames {summary['frames']} at {args.rate:g} Hz: processed {summary['processed']}, "
-          f"dropped {summary['dropped']} (newest-frame policy), rejected {summary['rejected']}")
+          f"dropped {summary['dropped']} ({'every frame queued' if args.all_frames else 'newest-frame policy'}), "
+          f"rejected {summary['rejected']}")
     print(f"throughput {summary['throughput_fps']} frames/s; end-to-end latency (image published -> detections "
           f"received) p50 {summary['latency_ms'].get('p50')} ms, p90 {summary['latency_ms'].get('p90')} ms, "
           f"p99 {summary['latency_ms'].get('p99')} ms")
