@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import tool_env
 from sparsett_core.cli.eval import main as eval_main
 from sparsett_core.eval.datasets import DatasetError, load_dataset
 from sparsett_core.eval.runner import ResultLayout, Shard, run_dataset
@@ -20,7 +21,7 @@ CUT = 20  # frames per sequence in the short dataset (SparseTT on CPU is ~0.3 s/
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sparsett_core.cli.eval", *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=tool_env())
 
 
 def _frames(seq_dir: Path) -> list[Path]:
@@ -331,5 +332,8 @@ def test_default_preset_follows_the_model(official_checkpoint):
     from sparsett_core.eval.trackers import build_tracker
 
     assert build_tracker(checkpoint=official_checkpoint, benchmark="uav123").preset.name == "uav123"
-    assert build_tracker(checkpoint=None, benchmark="uav123").preset.name == "lite"
+    from sparsett_core import SparseTT
+
+    shipped = SparseTT.from_checkpoint("default").default_preset  # "lite" for SparseTT-Lite v1
+    assert shipped != "uav123" and build_tracker(checkpoint=None, benchmark="uav123").preset.name == shipped
     assert build_tracker(checkpoint="default", benchmark="uav123", preset="otb2015").preset.name == "otb2015"

@@ -16,18 +16,26 @@ TINY_MODEL = {
 }
 
 
-def make_got10k(sequences_dir: Path, root: Path, subset: str = "train") -> Path:
+def make_got10k(sequences_dir: Path, root: Path, subset: str = "train", names: tuple[str, ...] = SEQUENCES,
+                max_frames: int | None = None) -> Path:
     """Build ``root/<subset>/{list.txt, GOT-10k_Train_00000k/}`` with symlinked frames.
+
+    Args:
+        sequences_dir: folder of source sequences (``<name>/img/``, ``<name>/groundtruth_rect.txt``).
+        root: the GOT-10k root to create.
+        subset: "train" or "val".
+        names: the source sequences, in order (GOT-10k_<Subset>_000001, ...).
+        max_frames: keep only the first frames of each sequence.
 
     Writes GOT-10k's ``groundtruth.txt`` (``x,y,w,h`` per line, 4 decimals) and ``absence.label``.
     """
     base = root / subset
     base.mkdir(parents=True)
-    names = []
-    for k, seq in enumerate(SEQUENCES, start=1):
+    seq_names = []
+    for k, seq in enumerate(names, start=1):
         src = sequences_dir / seq
-        frames = sorted((src / "img").iterdir())
-        gt = np.loadtxt(src / "groundtruth_rect.txt", delimiter=",", ndmin=2)
+        frames = sorted((src / "img").iterdir())[:max_frames]
+        gt = np.loadtxt(src / "groundtruth_rect.txt", delimiter=",", ndmin=2)[:max_frames]
         name = f"GOT-10k_{subset.capitalize()}_{k:06d}"
         d = base / name
         d.mkdir()
@@ -35,9 +43,42 @@ def make_got10k(sequences_dir: Path, root: Path, subset: str = "train") -> Path:
             (d / f"{i:08d}.jpg").symlink_to(f.resolve())
         (d / "groundtruth.txt").write_text("".join(",".join(f"{v:.4f}" for v in row) + "\n" for row in gt))
         (d / "absence.label").write_text("0\n" * len(gt))
-        names.append(name)
-    (base / "list.txt").write_text("\n".join(names) + "\n")
+        seq_names.append(name)
+    (base / "list.txt").write_text("\n".join(seq_names) + "\n")
     return root
+
+
+def tiny_model_args(**changes) -> list[str]:
+    """``--set model.<key>=<value>`` for every TINY_MODEL size (a recipe scaled down on the command line).
+
+    Dropout and drop path keep the recipe's values unless given in `changes`.
+    """
+    values = {k: v for k, v in TINY_MODEL.items() if k not in ("dropout", "drop_path_rate")}
+    values.update(changes)
+    args = []
+    for key, value in values.items():
+        text = "[" + ",".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+        args += ["--set", f"model.{key}={text}"]
+    return args
+
+
+def make_imagenet_swin(path: Path, model: dict | None = None) -> Path:
+    """A Swin-T backbone file in the Microsoft ImageNet layout (``{"model": {layers.*, patch_embed.*}}``).
+
+    Random weights, in the layout of ``swin_tiny_patch4_window7_224.pth`` (which cannot be downloaded
+    here): what ``pretrained_backbone`` loads at the start of training.
+    """
+    import torch
+
+    from sparsett_core.config import ModelConfig
+    from sparsett_core.model.sparsett import SparseTT
+
+    torch.manual_seed(0)
+    donor = SparseTT(ModelConfig.from_dict(model or {}))
+    sd = {k: v.clone() for k, v in donor.backbone.state_dict().items() if not k.startswith("norm.")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": sd}, path)
+    return path
 
 
 def tiny_config(root: Path, out: Path, **overrides):

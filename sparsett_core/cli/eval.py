@@ -2,6 +2,8 @@
 
     sparsett-eval run --dataset otb2015 --root data/OTB2015 --checkpoint model.pkl [--preset otb2015]
     sparsett-eval run --dataset got10k --root data/GOT-10k --split test --tracker csrt --shard 1/4
+    sparsett-eval run --dataset otb2015 --root data/OTB2015 --tracker nanotrack \\
+        --nanotrack-backbone nanotrack_backbone_sim.onnx --nanotrack-head nanotrack_head_sim.onnx
     sparsett-eval score --dataset otb2015 --root data/OTB2015 --results results/otb2015/sparsett csrt=results/otb2015/csrt --plot plots/
     sparsett-eval score --groundtruth GT.txt --results RES.txt --json
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 from sparsett_core.eval.boxes import BoxFileError, read_boxes
 from sparsett_core.eval.datasets import DATASETS, PROTOCOL, DatasetError, Sequence, load_dataset
 from sparsett_core.eval.metrics import PROTOCOLS, score_sequence
-from sparsett_core.eval.trackers import TRACKERS
+from sparsett_core.eval.trackers import BACKENDS, TRACKERS
 
 PROG = "sparsett-eval"
 _TITLES = {"otb2015": "OTB2015", "uav123": "UAV123", "got10k": "GOT-10k", "lasot": "LaSOT",
@@ -35,10 +37,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tracker", default="sparsett", choices=TRACKERS)
     run.add_argument("--checkpoint", default=None,
                      help="SparseTT weights: official .pkl, Swin-T .pth, our checkpoint, or 'default'")
+    run.add_argument("--nanotrack-backbone", default=None, metavar="PATH",
+                     help="--tracker nanotrack: NanoTrack v2 backbone ONNX (nanotrack_backbone_sim.onnx)")
+    run.add_argument("--nanotrack-head", default=None, metavar="PATH",
+                     help="--tracker nanotrack: NanoTrack v2 neck/head ONNX (nanotrack_head_sim.onnx)")
     run.add_argument("--preset", default=None,
                      help="SparseTT hyper-parameter preset (default: the dataset's own, e.g. otb2015, for the "
                      "paper model; the model's own for others, e.g. lite for the shipped weights)")
     run.add_argument("--device", default="cpu", help="torch device for SparseTT (cpu, cuda, cuda:1)")
+    run.add_argument("--backend", default="torch", choices=BACKENDS,
+                     help="SparseTT inference: torch, onnxruntime (optional package), or auto (the fastest here, "
+                          "measured once at start; the choice is printed)")
     run.add_argument("--results", type=Path, default=None,
                      help="output directory for this tracker's results (default results/<dataset>/<name>)")
     run.add_argument("--name", default=None, help="result-set name (default: the tracker name)")
@@ -81,11 +90,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sparsett_core.eval.runner import ResultLayout, Shard, run_dataset
-    from sparsett_core.eval.trackers import build_tracker, resolve_checkpoint
+    from sparsett_core.eval.trackers import build_tracker, check_inputs
 
     shard = Shard.parse(args.shard)
-    if args.tracker == "sparsett":
-        resolve_checkpoint(args.checkpoint)  # fail before reading the dataset
+    nanotrack = check_inputs(args.tracker, args.checkpoint, args.nanotrack_backbone,
+                             args.nanotrack_head)  # fail before reading the dataset
     all_seqs = load_dataset(args.dataset, args.root, args.split)
     seqs = _select(all_seqs, args.sequences)
     name = args.name or args.tracker
@@ -95,10 +104,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     def make_tracker():
         tracker = build_tracker(args.tracker, checkpoint=args.checkpoint, preset=args.preset, benchmark=args.dataset,
-                                device=args.device)
-        if args.tracker == "sparsett" and not announced:  # the preset actually used, once
-            announced.append(tracker.preset.name)
+                                device=args.device, nanotrack=nanotrack, backend=args.backend,
+                                options=announced[0] if announced else None)
+        if args.tracker == "sparsett" and not announced:  # the preset and backend actually used, once
+            announced.append(tracker.options)  # later sequences reuse the choice (no new measurement)
+            choice = f": {tracker.selection.reason}" if tracker.selection else ""
             tqdm.write(f"{PROG}: sparsett preset {tracker.preset.name}", file=sys.stderr)
+            tqdm.write(f"{PROG}: backend {tracker.options.backend} {tracker.options.precision}{choice}", file=sys.stderr)
         return tracker
 
     mine = shard.select(seqs)
@@ -192,6 +204,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(exc: BaseException) -> str:
+    """The error message on one line (some library messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 input/runtime error, 2 usage error)."""
     args = _parser().parse_args(argv)
@@ -199,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _cmd_run(args)
         return _cmd_score(args)
-    except (DatasetError, BoxFileError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except (DatasetError, BoxFileError, OSError, ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; finished sequences are kept, rerun the same command to resume", file=sys.stderr)

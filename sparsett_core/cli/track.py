@@ -2,6 +2,7 @@
 
     sparsett-track clip.mp4 --checkpoint model.pkl --init 120,80,40,60 --output boxes.txt --overlay out.mp4
     sparsett-track frames/ --tracker csrt --init 120,80,40,60
+    sparsett-track frames/ --tracker nanotrack --nanotrack-backbone B.onnx --nanotrack-head H.onnx --init 120,80,40,60
     sparsett-track 0 --checkpoint model.pkl            # camera 0, drag a box in the window
 
 Writes one ``x,y,w,h`` line per frame (top-left corner, pixels; the first line is the initial
@@ -18,7 +19,7 @@ from time import perf_counter
 import cv2
 import numpy as np
 
-from sparsett_core.eval.trackers import TRACKERS, build_tracker, resolve_checkpoint
+from sparsett_core.eval.trackers import BACKENDS, TRACKERS, build_tracker, check_inputs
 from sparsett_core.video import FrameSourceError, open_source
 
 PROG = "sparsett-track"
@@ -84,9 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tracker", default="sparsett", choices=TRACKERS)
     p.add_argument("--checkpoint", default=None,
                    help="SparseTT weights: official .pkl, Swin-T .pth, our checkpoint, or 'default'")
+    p.add_argument("--nanotrack-backbone", default=None, metavar="PATH",
+                   help="--tracker nanotrack: NanoTrack v2 backbone ONNX (nanotrack_backbone_sim.onnx)")
+    p.add_argument("--nanotrack-head", default=None, metavar="PATH",
+                   help="--tracker nanotrack: NanoTrack v2 neck/head ONNX (nanotrack_head_sim.onnx)")
     p.add_argument("--preset", default=None, help="hyper-parameter preset (got10k, lasot, trackingnet, uav123, "
                                                   "otb2015); default: the model's")
     p.add_argument("--device", default="cpu", help="torch device for SparseTT")
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="SparseTT inference: torch, onnxruntime (optional package), or auto (the fastest here, "
+                        "measured at start; the choice is printed)")
     p.add_argument("--output", "-o", type=Path, default=None, help="box file (default: stdout)")
     p.add_argument("--overlay", type=Path, default=None, metavar="OUT.mp4", help="write an overlay video (MP4)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
@@ -98,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     init_box = parse_box(args.init) if args.init is not None else None
-    if args.tracker == "sparsett":
-        resolve_checkpoint(args.checkpoint)  # fail before opening a camera
+    nanotrack = check_inputs(args.tracker, args.checkpoint, args.nanotrack_backbone,
+                             args.nanotrack_head)  # fail before opening a camera
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError("--max-frames must be at least 1")
     source = open_source(args.source)
@@ -112,7 +120,11 @@ def run(args: argparse.Namespace) -> int:
             raise FrameSourceError(f"no frames could be read from {source.description or args.source}")
         if init_box is None:
             init_box = select_roi(first)
-        tracker = build_tracker(args.tracker, checkpoint=args.checkpoint, preset=args.preset, device=args.device)
+        tracker = build_tracker(args.tracker, checkpoint=args.checkpoint, preset=args.preset, device=args.device,
+                                nanotrack=nanotrack, backend=args.backend)
+        if getattr(tracker, "selection", None) is not None:
+            print(f"{PROG}: backend {tracker.options.backend} {tracker.options.precision}: "
+                  f"{tracker.selection.reason}", file=sys.stderr)
         out_file = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
         if args.overlay is not None:
             args.overlay.parent.mkdir(parents=True, exist_ok=True)
@@ -170,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, FrameSourceError, ValueError, RuntimeError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except (OSError, FrameSourceError, ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
+        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from sparsett_core.train.config import TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,27 +36,43 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fail(message: str, status: int = 1) -> int:
+    print(f"sparsett-train: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 data/checkpoint/runtime error, 2 bad config, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from sparsett_core.train.config import load_config, parse_override
 
     try:
         cfg = load_config(args.config, dict(parse_override(o) for o in args.overrides))
-    except (FileNotFoundError, ValueError) as e:
-        print(f"sparsett-train: {e}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        return _fail(str(e), 2)
     if args.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
-    if args.index_only:
-        from sparsett_core.train.data import build_sources
+    try:
+        if args.index_only:
+            from sparsett_core.train.data import build_sources
 
-        for src in build_sources(cfg.data):
-            frames = sum(int(s.valid.sum()) for s in src.sequences)
-            print(f"{src.name}: {len(src.sequences)} sequences, {frames} annotated frames/objects")
-        return 0
+            for src in build_sources(cfg.data):
+                frames = sum(int(s.valid.sum()) for s in src.sequences)
+                print(f"{src.name}: {len(src.sequences)} sequences, {frames} annotated frames/objects")
+            return 0
+        return _train(cfg, args)
+    except KeyboardInterrupt:
+        print("sparsett-train: interrupted; the finished epochs are saved: rerun the same command with --resume auto "
+              "to continue after the last one", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, RuntimeError) as e:  # missing data, CheckpointError (a ValueError), bad shapes
+        return _fail(str(e))
 
+
+def _train(cfg: "TrainConfig", args: argparse.Namespace) -> int:
+    """Join the process group (torchrun), build the trainer, resume if asked, train all epochs."""
     import torch.distributed as dist
 
     from sparsett_core.train.engine import Trainer, init_distributed, latest_checkpoint

@@ -3,9 +3,11 @@
 ::
 
     OTB2015      <root>/<Seq>/img/0001.jpg ... + <root>/<Seq>/groundtruth_rect.txt
-                 (two-target sequences: groundtruth_rect.1.txt / .2.txt -> Jogging.1, Jogging.2)
+                 (two-target sequences: groundtruth_rect.1.txt / .2.txt -> Jogging.1, Jogging.2;
+                 empty annotation files, such as Human4's groundtruth_rect.1.txt, are skipped)
     UAV123       <root>/data_seq/UAV123/<seq>/000001.jpg ... + <root>/anno/UAV123/<seq>.txt
-                 (split sequences such as bird1_2 read a frame range of data_seq/UAV123/bird1)
+                 (split sequences such as bird1_2 read a frame range of data_seq/UAV123/bird1);
+                 UAV20L: <root>/anno/UAV20L/<seq>.txt, frames also from data_seq/UAV123/<seq>
     GOT-10k      <root>/{val,test}/list.txt + <root>/<split>/<seq>/00000001.jpg ..., groundtruth.txt
                  (test: first frame only), absence.label, cover.label, meta_info.ini
     LaSOT        <root>/<class>/<class>-<n>/img/00000001.jpg ..., groundtruth.txt,
@@ -146,7 +148,8 @@ def load_otb2015(root: Path, split: str = "") -> list[Sequence]:
     _require_dir(root, "OTB2015 root")
     seqs: list[Sequence] = []
     for seq_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        annos = sorted(seq_dir.glob("groundtruth_rect*.txt"))
+        # an empty file is no target (OTB2015's Human4 ships an empty groundtruth_rect.1.txt), as in got10k
+        annos = [a for a in sorted(seq_dir.glob("groundtruth_rect*.txt")) if a.read_text(errors="replace").strip()]
         if not annos or not (seq_dir / "img").is_dir():
             continue
         frames_all = list_images(seq_dir / "img")
@@ -166,9 +169,15 @@ def load_otb2015(root: Path, split: str = "") -> list[Sequence]:
 
 
 def load_uav123(root: Path, split: str = "UAV123") -> list[Sequence]:
-    """UAV123 (or UAV20L with split="UAV20L"): ``anno/<split>/<seq>.txt`` + ``data_seq/<split>/``."""
+    """UAV123 (or UAV20L with split="UAV20L"): ``anno/<split>/<seq>.txt`` + ``data_seq/UAV123/``.
+
+    The published archive has one frame folder, ``data_seq/UAV123``, for both: UAV20L's long
+    sequences (bird1, car1, ...) are the whole folders that UAV123 splits into parts (as the UAV123
+    toolkit and got10k read them). A ``data_seq/<split>`` folder, where present, is used instead.
+    """
     anno_dir = _require_dir(root / "anno" / split, "UAV123 annotation folder")
-    data_dir = _require_dir(root / "data_seq" / split, "UAV123 frame folder")
+    own = root / "data_seq" / split
+    data_dir = _require_dir(own if own.is_dir() else root / "data_seq" / "UAV123", "UAV123 frame folder")
     seqs: list[Sequence] = []
     for anno in sorted(anno_dir.glob("*.txt")):
         name = anno.stem

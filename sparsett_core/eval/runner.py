@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sparsett_core.eval.boxes import format_boxes, read_boxes, write_text_atomic
-from sparsett_core.eval.datasets import Sequence
+from sparsett_core.eval.datasets import DatasetError, Sequence
 from sparsett_core.eval.trackers import TrackerLike
 from sparsett_core.video import read_image
 
@@ -147,13 +147,25 @@ class SequenceRun:
         return self.num_frames / self.seconds if self.seconds > 0 else float("nan")
 
 
+def check_initial_box(seq: Sequence) -> None:
+    """Raise DatasetError unless the first ground-truth row is a usable box (finite, w > 0, h > 0)."""
+    init = np.asarray(seq.groundtruth[0], dtype=np.float64)
+    if not (np.isfinite(init).all() and init[2] > 0 and init[3] > 0):
+        raise DatasetError(f"sequence {seq.name}: the first ground-truth box {init.tolist()} is not a valid initial "
+                           "box (NaN or a size <= 0); every sequence must start with the target visible")
+
+
 def track_sequence(tracker: TrackerLike, seq: Sequence, *, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Run `tracker` over `seq` (one-pass evaluation: init on frame 1 with the ground truth).
 
     Returns:
         boxes (N, 4) x,y,w,h (row 0 = the initial box) and times (N,) seconds spent in
         init/update per frame (image decoding excluded).
+
+    Raises:
+        DatasetError: the first ground-truth box is not a usable initial box (NaN, size <= 0).
     """
+    check_initial_box(seq)
     n = len(seq)
     boxes = np.zeros((n, 4), dtype=np.float64)
     times = np.zeros(n, dtype=np.float64)
@@ -193,8 +205,14 @@ def run_dataset(make_tracker: Callable[[], TrackerLike], sequences: Seq[Sequence
 
     Returns:
         One `SequenceRun` per sequence of the shard.
+
+    Raises:
+        DatasetError: a sequence to run has no usable initial box (checked before any tracking).
     """
     mine = shard.select(list(sequences))
+    for seq in mine:  # a bad sequence stops the run before any tracking, not hours into it
+        if not (resume and layout.is_done(seq.name)):
+            check_initial_box(seq)
     tracker: TrackerLike | None = None
     runs: list[SequenceRun] = []
     outer = tqdm(total=len(mine), desc="sequences", unit="seq", disable=not progress, dynamic_ncols=True)
