@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+INPUT_FORMATS = ("imagenet_rgb", "bgr255")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -33,6 +35,12 @@ class ModelConfig:
         z_size, x_size: template / search crop sides; z_feat, x_feat: their feature map sides.
         total_stride: backbone stride (pixels per feature cell).
         default_preset: tracker preset used when ``Tracker(model)`` gets none.
+        input_format: what the backbone takes: "imagenet_rgb" (RGB normalised with ImageNet mean
+            and std, the official models) or "bgr255" (BGR pixels as floats in [0, 255], the
+            NanoTrack backbone of SparseTT-Lite v2; the tracker then has no normalisation step).
+        score_offset: crop pixel of score-map point 0 (points at ``offset + total_stride * j``);
+            None = centred on the crop, ``(x_size - 1 - (x_feat - 1) * total_stride) // 2`` (0 for
+            289 / 19; SparseTT-Lite v2 uses -1, NanoTrack's grid, so that its teacher's maps align).
     """
 
     variant: str = "swin_t"
@@ -57,8 +65,12 @@ class ModelConfig:
     x_feat: int = 19
     total_stride: int = 16
     default_preset: str = "got10k"
+    input_format: str = "imagenet_rgb"
+    score_offset: int | None = None
 
     def __post_init__(self) -> None:
+        if self.input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {self.input_format!r}")
         if self.neck_channels % self.neck_heads:
             raise ValueError(
                 f"neck_channels={self.neck_channels} must be divisible by neck_heads={self.neck_heads}"
@@ -67,6 +79,13 @@ class ModelConfig:
             raise ValueError(f"top_k={self.top_k} must be in [1, {self.x_feat ** 2}] or None")
         if self.neck_channels % 4:
             raise ValueError("neck_channels must be divisible by 4 (2-D position encoding)")
+
+    @property
+    def grid_offset(self) -> int:
+        """Crop pixel of score-map point 0 (``score_offset`` or the centred default)."""
+        if self.score_offset is not None:
+            return self.score_offset
+        return (self.x_size - 1 - (self.x_feat - 1) * self.total_stride) // 2
 
     @property
     def score_size(self) -> int:

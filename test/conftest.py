@@ -1,8 +1,11 @@
 """Shared test fixtures: the ../shared test data, the reference checkpoint, ROS guards.
 
 Test data (fixtures and real sequences) lives in ../shared beside the checkout and is never
-copied into the package. Where it is absent (a user's clone) tests that need it skip with a
-reason naming the path; under CI (CI=true) its absence is an error.
+copied into the package. It is looked for in this order: ``$SPARSETT_SHARED``; ``shared/`` inside
+the checkout (git-ignored: a copy made for a machine where ../shared is not beside the checkout,
+e.g. a GPU machine, see docs/gpu.md); ``../shared``. Where it is absent (a user's clone) tests that
+need it skip with a reason naming the paths; under CI (CI=true) or with SPARSETT_STRICT_DATA=1 its
+absence is an error.
 """
 from __future__ import annotations
 
@@ -13,20 +16,36 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SPARSETT_SHARED", REPO.parent / "shared")).resolve()
-FIXTURE_DIR = SHARED / "fixtures" / "sparsett_reference"
-SEQUENCES_DIR = SHARED / "data" / "sequences"
-TRAIN_DIR = SHARED / "data" / "train"
-NETNS_RUN = SHARED / "tools" / "netns-run"
+
+
+def _roots() -> list[Path]:
+    """Where test data is looked for, in order: $SPARSETT_SHARED, shared/ in the checkout, ../shared."""
+    roots = [Path(os.environ["SPARSETT_SHARED"])] if os.environ.get("SPARSETT_SHARED") else []
+    return [p.resolve() for p in (*roots, REPO / "shared", REPO.parent / "shared")]
+
+
+def shared_path(relative: str) -> Path:
+    """The first root holding ``relative`` (a copy may hold only part of ../shared); else under the
+    first root (to name it in the skip or failure message)."""
+    candidates = [root / relative for root in _roots()]
+    return next((p for p in candidates if p.exists()), candidates[0])
+
+
+SHARED = next((r for r in _roots() if r.exists()), _roots()[-1])
+STRICT_DATA = os.environ.get("CI", "").lower() == "true" or os.environ.get("SPARSETT_STRICT_DATA") == "1"
+FIXTURE_DIR = shared_path("fixtures/sparsett_reference")
+SEQUENCES_DIR = shared_path("data/sequences")
+TRAIN_DIR = shared_path("data/train")
+NETNS_RUN = shared_path("tools/netns-run")
 
 
 def require_shared(path: Path) -> Path:
-    """Return `path` if it exists; otherwise skip (user's clone) or fail (CI)."""
+    """Return `path` if it exists; otherwise skip (user's clone) or fail (CI, SPARSETT_STRICT_DATA=1)."""
     if path.exists():
         return path
-    msg = f"test data not found: {path} (expected ../shared beside the checkout)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg + "; under CI it must be present")
+    msg = f"test data not found: {path} (looked in {', '.join(str(r) for r in _roots())})"
+    if STRICT_DATA:
+        pytest.fail(msg + "; under CI or SPARSETT_STRICT_DATA=1 it must be present")
     pytest.skip(msg)
 
 
@@ -88,6 +107,19 @@ def official_checkpoint(reference_weights, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture
+def no_tf32():
+    """CUDA fp32 without TF32 for the duration of a test (restored afterwards, also on failure)."""
+    import torch
+
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
 def ros_guard() -> None:
     """Refuse to create a ROS context outside the private network namespace.
 
@@ -126,3 +158,48 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("measured by the tests")
         for nodeid, name, value in rows:
             terminalreporter.write_line(f"{nodeid.split('::')[-1]}: {name} = {value}")
+
+
+@pytest.fixture(scope="session")
+def colcon_install() -> Path:
+    """`colcon build` of this repository, once per session (test/launch_tools.py); the install/ folder."""
+    from launch_tools import colcon_install as build
+
+    return build()
+
+
+@pytest.fixture(scope="session")
+def train_extra_dir() -> Path:
+    """../shared/data/train_extra: more real sequences in the layout of data/train (some with NaN rows)."""
+    return require_shared(shared_path("data/train_extra"))
+
+
+@pytest.fixture(scope="session")
+def nanotrack_onnx() -> tuple[Path, Path]:
+    """NanoTrack v2's ONNX pair for cv2.TrackerNano: (backbone, neck/head)."""
+    folder = require_shared(shared_path("weights/nanotrack/onnx_v2"))
+    return require_shared(folder / "nanotrack_backbone_sim.onnx"), require_shared(folder / "nanotrack_head_sim.onnx")
+
+
+@pytest.fixture(scope="session")
+def reference_doc() -> str:
+    """../shared/docs/sparsett_reference.md: what the official SparseTT computes (its test configs, §3)."""
+    return require_shared(shared_path("docs/sparsett_reference.md")).read_text()
+
+
+@pytest.fixture
+def shell(colcon_install, tmp_path):
+    """A shell that sourced install/setup.bash: (env, cwd). Its ros2 daemon is stopped afterwards, and
+    no process started with this env (they all carry a unique marker) may outlive the test."""
+    import uuid
+
+    from launch_tools import install_env, marked_env, require_launch, run_ros2, wait_no_processes
+
+    ros_guard()
+    require_launch()
+    tag = uuid.uuid4().hex
+    env = marked_env(install_env(colcon_install), tag)
+    yield env, tmp_path
+    run_ros2(["daemon", "stop"], env, check=False)
+    left = wait_no_processes(tag, timeout=15)
+    assert not left, f"processes outlived the test: {left}"

@@ -10,11 +10,12 @@ static outputs correctly. Both are checked here on the CPU:
   CPU-only partition top-k switched off) for both shipped architectures and both precisions, and
   the whole ``Tracker.update`` with the device crop.
 * :class:`EmulatedGraph` replaces only the two CUDA calls of ``fast._Graphed`` (capture, replay),
-  so the engine's graph logic (per-batch capture, static buffers, cloned template outputs) runs
-  for real and must give the eager results bit for bit.
+  so the engine's graph logic (per-batch capture of the track step, static buffers, the eager
+  fallback after a failed capture) runs for real and must give the eager results bit for bit.
 """
 from __future__ import annotations
 
+import logging
 
 import pytest
 import torch
@@ -76,8 +77,15 @@ class EmulatedGraph(_Graphed):
         return self.fn(*self.static_in)
 
     def _replay(self) -> None:
-        for static, new in zip(self.static_out, self.fn(*self.static_in)):
-            static.copy_(new)
+        self.static_out.copy_(self.fn(*self.static_in))
+
+
+class FailingGraph(EmulatedGraph):
+    """A capture that fails as a CUDA capture can (an op the graph cannot record)."""
+
+    def _capture(self, warmup: int) -> object:
+        EmulatedGraph.captures.append(self.static_in[0].shape[0])
+        raise RuntimeError("operation not permitted when stream is capturing")
 
 
 def emulate_graphs(engine) -> None:
@@ -117,8 +125,8 @@ def test_graph_steps_never_read_the_device(arch, precision, request):
     """template and track (the captured steps) are free of host reads on the CUDA code path."""
     model = request.getfixturevalue(arch)
     tracker = Tracker(model, options=InferenceOptions(precision=precision, gpu_crop=True))
-    z = torch.randn(2, 3, 127, 127)
-    x = torch.randn(2, 3, 289, 289)
+    z = torch.randn(2, 3, model.config.z_size, model.config.z_size)
+    x = torch.randn(2, 3, model.config.x_size, model.config.x_size)
     with SyncAudit() as audit:
         feats = tracker.engine.template(z)
         tracker.engine.track(x, feats)
@@ -140,7 +148,8 @@ def test_device_crop_update_reads_the_device_once(lite, crossing_start, num_targ
         tracker.update(images[1])
     assert not audit.violations, audit.violations
     H, W = images[1].shape[:2]
-    assert sorted(audit.host_data) == sorted([(H, W, 3), (4, num_targets, 289), (num_targets, 3)])
+    x_size = lite.config.x_size
+    assert sorted(audit.host_data) == sorted([(H, W, 3), (4, num_targets, x_size), (num_targets, 3)])
 
 
 def test_emulated_graphs_equal_eager(lite, crossing_start):
@@ -158,12 +167,14 @@ def test_emulated_graphs_equal_eager(lite, crossing_start):
         eager.init(images[0], boxes)
         for image in images[1:3]:
             assert graphed.update(image) == eager.update(image)
-    # template and track captured once per batch size (2 and 3), reused when 2 comes back
-    assert sorted(EmulatedGraph.captures) == [2, 2, 3, 3]
+    # only the track step is captured (template runs once per target, eagerly): once per batch
+    # size (2 and 3), reused when 2 comes back
+    assert sorted(EmulatedGraph.captures) == [2, 3]
+    assert graphed._proto.engine.graphs and graphed._proto.engine.fallback_reason is None
 
 
-def test_emulated_graphs_single_target_keeps_its_template(lite, crossing_start):
-    """A graphed Tracker hands out template features that a later template call must not overwrite."""
+def test_emulated_graphs_single_target_equal_eager(lite, crossing_start):
+    """A graphed Tracker: template features it keeps are its own, and every update equals eager."""
     images, box = crossing_start
     tracker = Tracker(lite, options=InferenceOptions(cuda_graphs=True))
     emulate_graphs(tracker.engine)
@@ -172,7 +183,45 @@ def test_emulated_graphs_single_target_keeps_its_template(lite, crossing_start):
     reference.init(images[0], box)
     kept = tracker.template_features
     kept_enc = kept.enc.clone()
-    tracker.engine.template(torch.zeros(1, 3, 127, 127))  # another template through the same graph
+    z = lite.config.z_size
+    tracker.engine.template(torch.zeros(1, 3, z, z))  # another template through the same engine
     assert torch.equal(kept.enc, kept_enc)
     for image in images[1:]:
         assert tracker.update(image) == reference.update(image)
+
+
+class _Records(logging.Handler):
+    """Collects the records of one logger (caplog cannot be used: once launch_testing's pytest
+    plugin has imported launch, new loggers do not propagate to the root logger)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_failed_capture_falls_back_to_eager_once(lite, crossing_start):
+    """A capture that raises: the engine logs the reason, runs eager from then on (no capture retried
+    on later frames or batch sizes) and gives the eager results."""
+    images, box = crossing_start
+    EmulatedGraph.captures.clear()
+    tracker = MultiTracker(lite, options=InferenceOptions(cuda_graphs=True))
+    engine = tracker._proto.engine
+    engine.graphs, engine.graph_type = True, FailingGraph
+    reference = MultiTracker(lite)
+    records, logger = _Records(), logging.getLogger("sparsett_core.tracker.fast")
+    logger.addHandler(records)
+    try:
+        for boxes in ([box], [box, (40.0, 60.0, 50.0, 70.0)]):
+            tracker.init(images[0], boxes)
+            reference.init(images[0], boxes)
+            for image in images[1:]:
+                assert tracker.update(image) == reference.update(image)
+    finally:
+        logger.removeHandler(records)
+    assert EmulatedGraph.captures == [1], "capture must be tried once, not on every frame"
+    assert not engine.graphs
+    assert "capture failed" in engine.fallback_reason and "not permitted" in engine.fallback_reason
+    assert records.messages.count(engine.fallback_reason) == 1

@@ -35,9 +35,9 @@ def build_swin_t(config: ModelConfig) -> nn.Module:
 
 def backbone_builders() -> dict[str, Callable[[ModelConfig], nn.Module]]:
     """Known variants -> builder (a fresh dict: callers may not mutate a shared table)."""
-    from sparsett_core.model.lite import build_lite  # the SparseTT-Lite variant (model/lite.py)
+    from sparsett_core.model.lite import build_lite, build_lite_v2  # the SparseTT-Lite variants (model/lite.py)
 
-    return {"swin_t": build_swin_t, "lite": build_lite}
+    return {"swin_t": build_swin_t, "lite": build_lite, "lite_v2": build_lite_v2}
 
 
 def build_backbone(config: ModelConfig) -> nn.Module:

@@ -192,7 +192,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def detect_format(obj: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
-    """Kind of a loaded checkpoint and its state dict: ("sparsett_ros" | "official" | "imagenet", sd).
+    """Kind of a loaded checkpoint and its state dict: ("sparsett_ros" | "official" | "imagenet" | "nanotrack", sd).
 
     Raises:
         CheckpointError: unrecognised content (the message lists the top-level keys).
@@ -212,6 +212,8 @@ def detect_format(obj: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
             return "imagenet", inner
     if any(str(k).endswith("patch_embed.proj.weight") for k in obj):
         return "imagenet", obj
+    if any(str(k).startswith("backbone.features.") for k in obj) and any(str(k).startswith("ban_head.") for k in obj):
+        return "nanotrack", obj
     keys = sorted(map(str, obj))[:10]
     raise CheckpointError(
         f"unrecognised checkpoint content (top-level keys {keys}); expected an official SparseTT checkpoint "
@@ -236,6 +238,16 @@ def _apply(model: nn.Module, obj: Mapping[str, Any], path: str | Path) -> str:
     elif kind == "imagenet":
         backbone = model.backbone
         _check_and_load(backbone, convert_imagenet_swin(sd, backbone), f"ImageNet checkpoint {path}", skip=("norm.",))
+    elif kind == "nanotrack":  # NanoTrack v2's tracking-trained backbone (SparseTT-Lite v2); its head is not used
+        from sparsett_core.model.mobilenetv3 import MobileNetV3S16, load_nanotrack_backbone
+
+        if not isinstance(model.backbone, MobileNetV3S16):
+            raise CheckpointError(f"{path} is a NanoTrack state dict: it initialises the lite_v2 backbone, "
+                                  f"not a {model.config.variant!r} model")
+        try:
+            load_nanotrack_backbone(model.backbone, path)
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
     else:
         _check_and_load(model, sd, f"checkpoint {path}")
     return kind
@@ -257,6 +269,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
             raise CheckpointError(str(e)) from None
     obj = read_checkpoint(path)
     kind, _ = detect_format(obj)
+    if kind == "nanotrack":
+        raise CheckpointError(f"{path} is a NanoTrack state dict (a backbone to start training SparseTT-Lite v2 "
+                              "from: pretrained_backbone in the training config), not a tracker checkpoint")
     config = ModelConfig()
     if kind == FORMAT_NAME:
         try:

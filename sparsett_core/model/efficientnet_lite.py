@@ -130,6 +130,14 @@ class EfficientNetLite0S16(nn.Module):
             self._folded = (key, FoldedLite0(self))
         return self._folded[1]
 
+    def cast_inference_(self, dtype: torch.dtype) -> None:
+        """Store the inference copy's convolution weights in ``dtype`` (what autocast would cast them to).
+
+        Used by :func:`sparsett_core.tracker.fast.half_weights` on its private copy of the model;
+        the copy is folded from the float32 weights first, so the values equal autocast's casts.
+        """
+        self.folded().cast_(dtype)
+
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of ``bn(conv(x))`` as one convolution (BatchNorm on its running statistics)."""
@@ -163,6 +171,14 @@ class FoldedLite0(nn.Module):
             expand = _fold(b._expand_conv, b._bn0) if b.expand else None
             dw = _fold(b._depthwise_conv, b._bn1)
             self.blocks.append((expand, (*dw, b._depthwise_conv.stride[0]), _fold(b._project_conv, b._bn2), b.skip))
+
+    def cast_(self, dtype: torch.dtype) -> None:
+        """Convert every convolution weight and bias to ``dtype`` in place (the input affine map stays float32)."""
+        def cast(wb):
+            return None if wb is None else tuple(t.to(dtype) if isinstance(t, torch.Tensor) else t for t in wb)
+
+        self.stem = cast(self.stem)
+        self.blocks = [(cast(e), cast(d), cast(p), skip) for e, d, p, skip in self.blocks]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x * self.in_scale + self.in_shift).contiguous(memory_format=torch.channels_last)

@@ -75,14 +75,14 @@ class Bottleneck(nn.Module):
         return F.relu(self.bn3(self.conv3(out)) + x)
 
 
-def grid_centres(score_size: int, stride: int, x_size: int) -> torch.Tensor:
+def grid_centres(score_size: int, stride: int, x_size: int, offset: int | None = None) -> torch.Tensor:
     """Grid points of the score map in crop pixels.
 
     Returns:
         (1, score_size**2, 2) float32, entry ``i * S + j`` = ``(off + stride * j, off + stride * i)``
-        with ``off = (x_size - 1 - (S - 1) * stride) // 2`` (0 for 289 / 19 / 16).
+        with ``off = offset``, or by default ``(x_size - 1 - (S - 1) * stride) // 2`` (0 for 289 / 19 / 16).
     """
-    off = (x_size - 1 - (score_size - 1) * stride) // 2
+    off = offset if offset is not None else (x_size - 1 - (score_size - 1) * stride) // 2
     r = torch.arange(score_size, dtype=torch.float32) * stride + off
     yy, xx = torch.meshgrid(r, r, indexing="ij")
     return torch.stack([xx, yy], dim=-1).reshape(1, -1, 2)
@@ -98,6 +98,7 @@ class DoubleHead(nn.Module):
         score_size: score map side (19).
         stride: pixels per score cell (16).
         x_size: search crop side (289).
+        offset: crop pixel of grid point 0 (None: centred, see :func:`grid_centres`).
     """
 
     def __init__(
@@ -108,6 +109,7 @@ class DoubleHead(nn.Module):
         score_size: int = 19,
         stride: int = 16,
         x_size: int = 289,
+        offset: int | None = None,
     ) -> None:
         super().__init__()
         self.stride = stride
@@ -115,7 +117,7 @@ class DoubleHead(nn.Module):
         self.bi_fc = nn.Parameter(torch.tensor(0.0))
         self.si_conv = nn.Parameter(torch.tensor(1.0))
         self.bi_conv = nn.Parameter(torch.tensor(0.0))
-        self.register_buffer("fm_ctr", grid_centres(score_size, stride, x_size), persistent=False)
+        self.register_buffer("fm_ctr", grid_centres(score_size, stride, x_size, offset), persistent=False)
         self.fc_branch = nn.Sequential(
             nn.Conv2d(in_channels, mid_channels, 1),
             nn.ReLU(),

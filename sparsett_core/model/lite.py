@@ -31,6 +31,7 @@ from sparsett_core.config import ModelConfig
 from sparsett_core.model.efficientnet_lite import OUT_CHANNELS, EfficientNetLite0S16, load_lite0_imagenet
 
 VARIANT = "lite"
+VARIANT_V2 = "lite_v2"
 
 
 class LiteBackbone(EfficientNetLite0S16):
@@ -67,6 +68,53 @@ def lite_config(**changes) -> ModelConfig:
         default_preset="lite",
     )
     return base.replace(**changes) if changes else base
+
+
+def lite_v2_config(**changes) -> ModelConfig:
+    """The SparseTT-Lite v2 architecture: NanoTrack v2's tracking-trained MobileNetV3 backbone
+    (48 channels, stride 16, raw BGR input), 255 search crop (16x16 map), a 96-wide neck and a
+    128-wide head (keyword arguments override fields)."""
+    base = ModelConfig(
+        variant=VARIANT_V2,
+        backbone_channels=48,
+        drop_path_rate=0.0,
+        neck_channels=96,
+        neck_heads=4,
+        neck_ffn_channels=384,
+        num_encoder_layers=1,
+        num_decoder_layers=2,
+        top_k=32,
+        dropout=0.1,
+        head_channels=128,
+        head_num_convs=1,
+        z_size=127,
+        x_size=255,
+        z_feat=8,
+        x_feat=16,
+        default_preset="lite_v2",
+        input_format="bgr255",
+        score_offset=-1,
+    )
+    return base.replace(**changes) if changes else base
+
+
+def build_lite_v2(config: ModelConfig, pretrained: bool = False) -> nn.Module:
+    """Backbone builder of the ``lite_v2`` variant: NanoTrack v2's MobileNetV3-small to stride 16.
+
+    The weights are not bundled: training starts from NanoTrack's state dict
+    (``pretrained_backbone: .../nanotrackv2_state_dict.pt`` in the training config), and a trained
+    checkpoint holds them. ``pretrained`` is accepted for the builder interface and ignored.
+
+    Raises:
+        ValueError: ``config.backbone_channels`` is not 48 or ``input_format`` is not "bgr255".
+    """
+    from sparsett_core.model.mobilenetv3 import OUT_CHANNELS as V2_CHANNELS, MobileNetV3S16
+
+    if config.backbone_channels != V2_CHANNELS or config.input_format != "bgr255":
+        raise ValueError(f"the lite_v2 backbone gives {V2_CHANNELS} channels from BGR [0, 255] input; got "
+                         f"backbone_channels={config.backbone_channels}, input_format={config.input_format!r}: "
+                         "use sparsett_core.model.lite.lite_v2_config()")
+    return MobileNetV3S16()
 
 
 def build_lite(config: ModelConfig, pretrained: bool = True) -> LiteBackbone:
@@ -188,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["VARIANT", "LiteBackbone", "build_lite", "export_checkpoint", "lite_config"]
+__all__ = ["VARIANT", "VARIANT_V2", "LiteBackbone", "build_lite", "build_lite_v2", "export_checkpoint", "lite_config",
+           "lite_v2_config"]
 
 
 if __name__ == "__main__":

@@ -54,8 +54,11 @@ def topk_softmax(logits: torch.Tensor, k: int, partition: bool = True) -> torch.
         keep = logits >= kth
         if bool((keep.sum(-1) == k).all()):
             return logits.masked_fill_(~keep, float("-inf")).softmax(dim=-1)  # logits are not needed again
+    # Mask, then one softmax over the row: exp(-inf) = 0 leaves the softmax of the k kept logits.
+    # Scattering the logits (not their softmax) keeps the dtypes equal under every autocast policy:
+    # CUDA autocast runs softmax in float32 even for half inputs, CPU autocast does not.
     vals, idx = logits.topk(k, dim=-1, sorted=False)  # order irrelevant: ~15% faster
-    return torch.zeros_like(logits).scatter_(-1, idx, vals.softmax(dim=-1))
+    return torch.full_like(logits, float("-inf")).scatter_(-1, idx, vals).softmax(dim=-1)
 
 
 class PositionEncoding2D(nn.Module):
@@ -122,22 +125,39 @@ class MultiheadAttention(nn.Module):
         Returns:
             (B, Lq, C).
         """
-        B, L, C = query.shape
         if kv is None and kv_in is None:
-            q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
-            q, k, v = self._heads(q), self._heads(k), self._heads(v)
+            logits, v = self.self_logits(query)
         else:
+            C = query.shape[-1]
             q = self._heads(F.linear(query, self.in_proj_weight[:C], self.in_proj_bias[:C]))
             k, v = kv if kv is not None else self.project_kv(kv_in)
-        q = q / math.sqrt(q.shape[-1])
-        logits = q @ k.transpose(-2, -1)  # B, nH, Lq, Lk
+            logits = (q / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1)  # B, nH, Lq, Lk
+        return self.attend(self.weights(logits), v)
+
+    def self_logits(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Self-attention logits and values: query (B, L, C) -> (B, nH, L, L), (B, nH, L, hd).
+
+        With :meth:`weights` and :meth:`attend` this is :meth:`forward`; the ONNX export cuts the
+        graph here so that the sparse top-k can run outside it (``sparsett_core.model.onnx_export``).
+        """
+        q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        return (q / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1), v
+
+    def weights(self, logits: torch.Tensor) -> torch.Tensor:
+        """Attention weights (B, nH, Lq, Lk): top-k softmax (sparse) or softmax, dropout in training."""
         if self.top_k is not None and self.top_k < logits.shape[-1]:
             attn = topk_softmax(logits, self.top_k, self.partition_topk)
         else:
             attn = logits.softmax(dim=-1)
         if self.training and self.dropout > 0:
             attn = F.dropout(attn, self.dropout)
-        out = (attn @ v).transpose(1, 2).reshape(B, L, C)  # B, Lq, C
+        return attn
+
+    def attend(self, attn: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """attn (B, nH, Lq, Lk), values (B, nH, Lk, hd) -> output projection (B, Lq, C)."""
+        B, _, L, _ = attn.shape
+        out = (attn.to(v.dtype) @ v).transpose(1, 2).reshape(B, L, -1)  # B, Lq, C
         return self.out_proj(out)
 
 
@@ -187,7 +207,13 @@ class DecoderLayer(nn.Module):
 
     def forward(self, y: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """y: (B, Lx, C); kv: cross-attention keys/values (B, nH, Lz, hd) -> (B, Lx, C)."""
-        y = self.norm1(y + self.self_attn(y))
+        logits, v = self.self_attn.self_logits(y)
+        return self.finish(y, self.self_attn.weights(logits), v, kv)
+
+    def finish(self, y: torch.Tensor, attn: torch.Tensor, v: torch.Tensor,
+               kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The layer after its self-attention weights: y (B, Lx, C), attn (B, nH, Lx, Lx), v (B, nH, Lx, hd)."""
+        y = self.norm1(y + self.self_attn.attend(attn, v))
         y = self.norm2(y + self.cross_attn(y, kv=kv))
         return self.ffn(y)
 

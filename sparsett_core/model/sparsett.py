@@ -12,7 +12,10 @@ Stages for debugging / checks: ``model.backbone``, ``model.adjust_z``, ``model.a
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Iterator
+
 import torch
 from torch import nn
 
@@ -54,6 +57,7 @@ class SparseTT(nn.Module):
             score_size=config.x_feat,
             stride=config.total_stride,
             x_size=config.x_size,
+            offset=config.grid_offset,
         )
 
     # ------------------------------------------------------------------ properties
@@ -72,6 +76,19 @@ class SparseTT(nn.Module):
         attention (:func:`sparsett_core.model.neck.topk_softmax`); False runs ``torch.topk`` as on CUDA."""
         for m in self.neck.modules():
             if isinstance(m, MultiheadAttention):
+                m.partition_topk = on
+
+    @contextlib.contextmanager
+    def torch_topk(self) -> Iterator[None]:
+        """Within: the sparse attention uses ``torch.topk`` (the code path of CUDA and of an ONNX
+        export); the previous setting of every attention module is restored afterwards."""
+        modules = [m for m in self.neck.modules() if isinstance(m, MultiheadAttention)]
+        before = [m.partition_topk for m in modules]
+        self.use_partition_topk(False)
+        try:
+            yield
+        finally:
+            for m, on in zip(modules, before):
                 m.partition_topk = on
 
     # ------------------------------------------------------------------ inference

@@ -14,6 +14,7 @@ Tokens are kept channels-last, ``(B, H, W, C)``, between blocks.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -73,7 +74,21 @@ def window_plan(height: int, width: int, window: int, shift: int, device: torch.
     """Gather/scatter indices replacing pad -> roll -> partition and reverse -> roll back -> crop.
 
     Padding is bottom/right with zero tokens (not masked); the roll is ``torch.roll(x, -shift)``.
+    Cached per (size, window, shift, device): the plan depends on nothing else, and a forward pass
+    then only reads constant tensors (no per-forward index arithmetic; an ONNX trace records them as
+    constants instead of the mask's in-place slice fills, which it does not export correctly).
     """
+    return _cached_plan(height, width, window, shift, str(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_plan(height: int, width: int, window: int, shift: int, device: str) -> WindowPlan:
+    # built outside inference mode so that training may use the same index tensors
+    with torch.inference_mode(False), torch.no_grad():
+        return _build_plan(height, width, window, shift, torch.device(device))
+
+
+def _build_plan(height: int, width: int, window: int, shift: int, device: torch.device) -> WindowPlan:
     hp, wp = -(-height // window) * window, -(-width // window) * window
     r = torch.arange(hp, device=device).view(-1, 1).expand(hp, wp)  # rolled-map row
     c = torch.arange(wp, device=device).view(1, -1).expand(hp, wp)
@@ -255,7 +270,7 @@ class SwinStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, H, W, C) -> (B, H, W, C), or (B, H/2, W/2, 2C) with downsampling."""
-        _, H, W, _ = x.shape
+        H, W = int(x.shape[1]), int(x.shape[2])  # Python ints (an ONNX trace would give size tensors)
         plans = {}
         for blk in self.blocks:
             if blk.shift not in plans:  # shared by the blocks of the stage (same size and shift)

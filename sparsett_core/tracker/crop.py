@@ -112,3 +112,21 @@ def normalisation_table(
 def normalise(crop_bgr: np.ndarray, table: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 BGR -> (H, W, 3) float32 normalised RGB (bit-exact with the official code)."""
     return table[crop_bgr[..., ::-1], np.arange(3)]
+
+
+def input_table(input_format: str) -> np.ndarray:
+    """(256, 3) float32 lookup table from a uint8 crop to the network input (``ModelConfig.input_format``).
+
+    "imagenet_rgb": :func:`normalisation_table` (columns RGB: the crop's channels are flipped first);
+    "bgr255": the identity (columns BGR, no flip).
+    """
+    if input_format == "bgr255":
+        return np.repeat(np.arange(256, dtype=np.float32)[:, None], 3, axis=1)
+    return normalisation_table()
+
+
+def to_input(crop_bgr: np.ndarray, input_format: str, table: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 BGR crop -> (H, W, 3) float32 network input in ``input_format``."""
+    if input_format == "bgr255":
+        return crop_bgr.astype(np.float32)  # no table needed: 10x cheaper than the lookup
+    return normalise(crop_bgr, table)

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from sparsett_core.model.sparsett import SparseTT
-from sparsett_core.tracker.fast import InferenceOptions
+from sparsett_core.tracker.fast import InferenceOptions, read_maps
 from sparsett_core.tracker.presets import TrackerPreset
 from sparsett_core.tracker.tracker import Tracker
 
@@ -35,8 +35,10 @@ class MultiTracker:
         precision: str = "fp32",
         options: InferenceOptions | None = None,
     ) -> None:
-        self._args = dict(model=model, preset=preset, device=device, precision=precision, options=options)
-        self._proto = Tracker(**self._args)  # shared crop / engine; also the preset and device
+        self._proto = Tracker(model, preset, device, precision, options)  # shared crop / engine, preset, device
+        # backend "auto" is resolved once, by the first tracker; the others share its engine
+        self._args = dict(model=model, preset=preset, device=device, engine=self._proto.engine)
+        self.selection = self._proto.selection
         self.trackers: list[Tracker] = []
         self._feats = None
 
@@ -67,9 +69,9 @@ class MultiTracker:
             t.avg_chans = np.mean(im, axis=(0, 1))
             trackers.append(t)
             starts.append((pos, sz))
-        # the engine and uploads of the first tracker serve every target
+        # the uploads of the first tracker serve every target (the engine is shared from the start)
         for t in trackers[1:]:
-            t.engine, t._upload = self._proto.engine, self._proto._upload
+            t._upload = self._proto._upload
         targets = [(p[0], p[1], s[0], s[1]) for p, s in starts]
         z, scales, norms = self._proto.crop_inputs(im, targets, self._proto.preset.z_size, [t.avg_chans for t in trackers])
         feats = self._proto.engine.template(z)
@@ -91,8 +93,7 @@ class MultiTracker:
         targets = [t.search_target() for t in self.trackers]
         x, scales, norms = self._proto.crop_inputs(im, targets, self._proto.preset.x_size,
                                                    [t.avg_chans for t in self.trackers])
-        score_t, box_t = self._proto.engine.track(x, self._feats)
-        score, box = score_t.cpu().numpy(), box_t.cpu().numpy()  # the one device -> host read
+        score, box = read_maps(self._proto.engine.track(x, self._feats))  # the one device -> host read
         out = []
         for n, t in enumerate(self.trackers):
             t.search_crop = norms[n]

@@ -77,6 +77,9 @@ def _presets() -> dict[str, TrackerPreset]:
         # sequences (docs/lite.md). A strong size penalty and a slow size update keep the box's
         # aspect ratio, which the small model estimates poorly for thin targets.
         "lite": TrackerPreset("lite", test_lr=0.25, window_influence=0.3, penalty_k=0.25),
+        # SparseTT-Lite v2 (255 search crop, 16x16 map): tuned on the held-out validation (docs/lite.md)
+        "lite_v2": TrackerPreset("lite_v2", test_lr=0.5, window_influence=0.3, penalty_k=0.05, x_size=255,
+                                 score_size=16),
     }
 
 

@@ -5,7 +5,6 @@ Steps of :meth:`Tracker.update`: crop -> forward -> penalty + cosine window -> d
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import cv2
@@ -14,10 +13,11 @@ import torch
 
 from sparsett_core.model.neck import TemplateFeatures
 from sparsett_core.model.sparsett import SparseTT
-from sparsett_core.tracker.crop import get_crop, normalisation_table, normalise
-from sparsett_core.tracker.fast import (PRECISIONS as _PRECISIONS, FrameUploader, InferenceEngine, InferenceOptions,
-                                        crop_batch, crop_plan, normalise_batch, upload)
+from sparsett_core.tracker.crop import get_crop, input_table, to_input
+from sparsett_core.tracker.device_crop import FrameUploader, crop_batch, crop_plan, normalise_batch, upload
+from sparsett_core.tracker.fast import PRECISIONS as _PRECISIONS, InferenceOptions, make_engine, read_maps
 from sparsett_core.tracker.presets import TrackerPreset, get_preset
+from sparsett_core.tracker.select import resolve
 
 
 def _as_bgr(frame: np.ndarray) -> np.ndarray:
@@ -63,8 +63,9 @@ class Tracker:
       * the frame size is fixed at ``init``: an ``update`` frame of another size raises
         ``ValueError`` (re-``init`` on the new stream instead); nothing is rescaled silently.
 
-    Debug attributes (updated on every call, references only): ``template_crop`` (127,127,3) and
-    ``search_crop`` (289,289,3) normalised RGB float32, ``score_map`` (361,) float32,
+    Debug attributes (updated on every call, references only): ``template_crop`` (Z,Z,3) and
+    ``search_crop`` (X,X,3) float32 network inputs (normalised RGB, or BGR [0, 255] for a model
+    with ``input_format="bgr255"``), ``score_map`` (L,) float32,
     ``pscore_map`` (361,) float64, ``box_map`` (361,4) float32 xyxy crop px, ``best_idx``,
     ``best_score``, ``best_penalty``, ``best_pscore``, ``scale_x``, ``z_scale``, ``avg_chans``.
 
@@ -75,8 +76,12 @@ class Tracker:
         device: device to run on (default: the model's).
         precision: "fp32" (reference), "bf16" or "fp16" (autocast; faster, less exact).
         options: the inference options (sparsett_core/tracker/fast.py: precision, CUDA graphs,
-            device crop, pinned uploads); given, it replaces ``precision``. With
+            device crop, pinned uploads, backend); given, it replaces ``precision``. With
             ``gpu_crop=True`` the debug crops ``template_crop`` / ``search_crop`` are not kept (None).
+            ``backend="auto"`` is resolved here (``sparsett_core.tracker.select``): ``options``
+            then holds the choice and ``selection`` the reason.
+        engine: share the network engine of another tracker (what :class:`MultiTracker` does for
+            its targets); its options replace ``options``.
     """
 
     def __init__(
@@ -86,23 +91,34 @@ class Tracker:
         device: str | torch.device | None = None,
         precision: str = "fp32",
         options: InferenceOptions | None = None,
+        *,
+        engine=None,
     ) -> None:
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(_PRECISIONS)}, got {precision!r}")
         if options is not None and precision not in ("fp32", options.precision):
             raise ValueError(f"precision={precision!r} contradicts options.precision={options.precision!r}: "
                              "give the precision in the options only")
+        c = model.config  # the crop geometry is the model's; a preset only tunes the post-processing
         self.preset = get_preset(preset if preset is not None else model.default_preset)
+        geometry = {"z_size": c.z_size, "x_size": c.x_size, "score_size": c.x_feat, "total_stride": c.total_stride}
+        if any(getattr(self.preset, k) != v for k, v in geometry.items()):
+            self.preset = self.preset.replace(**geometry)
+        self.input_format = c.input_format
         self.device = torch.device(device) if device is not None else model.device
         self.model = model.to(self.device).eval()
-        self.options = options if options is not None else InferenceOptions(precision=precision)
+        options = options if options is not None else InferenceOptions(precision=precision)
+        if engine is not None:  # another tracker's engine (MultiTracker: one network step for all targets)
+            self.options, self.selection, self.engine = engine.options, None, engine
+        else:
+            self.options, self.selection = resolve(self.model, self.device, options)
+            self.engine = make_engine(self.model, self.device, self.options)
         self.precision = self.options.precision
-        self.engine = InferenceEngine(self.model, self.device, self.options)
         self._upload = FrameUploader(self.device, self.options.pinned_memory)
-        self._table_t = torch.from_numpy(normalisation_table()).to(self.device)
+        self._table = input_table(self.input_format)
+        self._table_t = torch.from_numpy(self._table).to(self.device)
         s = self.preset.score_size
         self.window = np.outer(np.hanning(s), np.hanning(s)).reshape(-1)  # (361,) float64
-        self._table = normalisation_table()
         self._feats: TemplateFeatures | None = None
         self._pos = np.zeros(2)
         self._sz = np.zeros(2)
@@ -145,9 +161,6 @@ class Tracker:
         self._pos, self._sz = v[:2].copy(), v[2:].copy()
 
     # ------------------------------------------------------------------ helpers
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return self.engine.autocast()
-
     def crop_inputs(
         self, im: np.ndarray, targets: Sequence[tuple[float, float, float, float]], out_size: int,
         avg_chans: Sequence[np.ndarray], frame_t: torch.Tensor | None = None,
@@ -159,15 +172,15 @@ class Tracker:
             targets: N ``(cx, cy, w, h)``; out_size: 127 (template) or 289 (search).
             avg_chans: N (3,) border colours; frame_t: ``im`` already on the device (gpu_crop).
         Returns:
-            (N, 3, S, S) float32 normalised RGB on the device, N scales, N debug crops
-            ((S, S, 3) normalised RGB numpy; None with gpu_crop).
+            (N, 3, S, S) float32 network input on the device, N scales, N debug crops
+            ((S, S, 3) network input as numpy; None with gpu_crop).
         """
         p = self.preset
         if not self.options.gpu_crop:
             norms, scales = [], []
             for (cx, cy, w, h), avg in zip(targets, avg_chans):
                 crop, scale = get_crop(im, cx, cy, w, h, p.z_size, out_size, avg, p.context_amount)
-                norms.append(normalise(crop, self._table))
+                norms.append(to_input(crop, self.input_format, self._table))
                 scales.append(scale)
             t = torch.from_numpy(np.stack(norms)).permute(0, 3, 1, 2).contiguous()
             return t.to(self.device, non_blocking=True), scales, norms
@@ -177,7 +190,8 @@ class Tracker:
         # three uploads per step whatever N: the frame, the sampling plan, the border colours
         taps = upload(taps, self.device)  # (4, N, S) ix, fx, iy, fy
         borders = upload(np.array([[int(v) for v in avg] for avg in avg_chans], dtype=np.int32), self.device)
-        return normalise_batch(crop_batch(frame_t, *taps, borders), self._table_t), scales, [None] * len(scales)
+        crops = crop_batch(frame_t, *taps, borders)
+        return normalise_batch(crops, self._table_t, self.input_format == "imagenet_rgb"), scales, [None] * len(scales)
 
     @staticmethod
     def _check_box(box: Sequence[float], frame_hw: tuple[int, int]) -> np.ndarray:
@@ -236,8 +250,8 @@ class Tracker:
         x, scales, norms = self.crop_inputs(im, [self.search_target()], self.preset.x_size, [self.avg_chans])
         self.search_crop = norms[0]
         # 2. forward (the only device -> host read of the step)
-        score_t, box_t = self.engine.track(x, self._feats)
-        return self.finish_update(score_t[0].cpu().numpy(), box_t[0].cpu().numpy(), scales[0])
+        score, box = read_maps(self.engine.track(x, self._feats))
+        return self.finish_update(score[0], box[0], scales[0])
 
     def check_frame(self, frame: np.ndarray) -> np.ndarray:
         """Validate an update frame (initialised tracker, same size as at init); returns it as BGR."""

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from .distill import DistillConfig
 from .losses import LossWeights
 from .photometric import PairAugment
 
@@ -31,6 +32,7 @@ class DatasetSpec:
         subset: split ("train", "val"; VID also "train_val"; COCO "train2017").
         ratio: sampling weight; weights are normalised by their sum over all sources.
         max_gap: largest |index difference| of a positive pair's two frames (videos only).
+        exclude: sequence names left out (e.g. the videos of a held-out validation split).
     """
 
     kind: str
@@ -38,6 +40,7 @@ class DatasetSpec:
     subset: str = "train"
     ratio: float = 1.0
     max_gap: int = 100
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in DATASET_KINDS:
@@ -155,6 +158,7 @@ class TrainConfig:
         sync_bn: synchronise BatchNorm statistics across ranks (the official use_sync_bn).
         log_every: optimiser steps between TensorBoard scalar writes.
         steps_per_epoch: 0 = pairs_per_epoch // batch_size; > 0 caps it (smoke tests).
+        distill: distillation from NanoTrack v2 (off by default; ``train/distill.py``).
     """
 
     name: str = "sparsett-got10k"
@@ -174,6 +178,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     val: ValConfig = field(default_factory=ValConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         if self.amp not in ("none", "bf16", "fp16"):
@@ -268,7 +273,8 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Load a YAML recipe, then apply dotted overrides (``{"optim.lr": 1e-5}``).
+    """Load a YAML recipe, then apply dotted overrides (``{"optim.lr": 1e-5}``; a number indexes a list:
+    ``{"data.datasets.0.root": "/data/train"}``).
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -281,11 +287,21 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     for dotted, value in (overrides or {}).items():
         node = values
         *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
+        for p in parents:  # a number selects a list item: data.datasets.1.root
+            if isinstance(node, list):
+                if not p.isdigit() or int(p) >= len(node):
+                    raise ValueError(f"override {dotted}: {p} is not an index of a {len(node)}-item list")
+                node = node[int(p)]
+            else:
+                node = node.setdefault(p, {})
+            if not isinstance(node, (dict, list)):
                 raise ValueError(f"override {dotted}: {p} is not a section")
-        node[leaf] = value
+        if isinstance(node, list):
+            if not leaf.isdigit() or int(leaf) >= len(node):
+                raise ValueError(f"override {dotted}: {leaf} is not an index of a {len(node)}-item list")
+            node[int(leaf)] = value
+        else:
+            node[leaf] = value
     return config_from_dict(values)
 
 

@@ -8,7 +8,7 @@ Workers return uint8 BGR crops; :func:`normalise` turns them into the model's in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -21,15 +21,27 @@ from sparsett_core.tracker.crop import IMAGENET_STD_RGB as STD_RGB
 from .config import DataConfig
 from .datasets import load_index
 from .sampler import PairSampler, SamplerParams, Source
-from .photometric import PairAugment, after_crop, before_crop
+from .photometric import PairAugment, after_crop, before_crop, paste_target
 from .targets import dense_target
 from .transforms import CropParams, crop_pair
 
 
 def build_sources(cfg: DataConfig) -> list[Source]:
-    """Load (or build and cache) the index of every configured dataset."""
-    return [Source(f"{d.kind}:{d.subset}", tuple(load_index(d.kind, d.root, d.subset, cfg.cache_dir)),
-                   d.ratio, d.max_gap) for d in cfg.datasets]
+    """Load (or build and cache) the index of every configured dataset, without its ``exclude`` names.
+
+    Raises:
+        ValueError: an excluded name is not a sequence of its dataset (a typo would silently train
+            on a validation video).
+    """
+    sources = []
+    for d in cfg.datasets:
+        seqs = load_index(d.kind, d.root, d.subset, cfg.cache_dir)
+        unknown = sorted(set(d.exclude) - {s.name for s in seqs})
+        if unknown:
+            raise ValueError(f"dataset {d.kind} at {d.root}: exclude names {unknown} are not among its sequences")
+        kept = tuple(s for s in seqs if s.name not in set(d.exclude))
+        sources.append(Source(f"{d.kind}:{d.subset}", kept, d.ratio, d.max_gap))
+    return sources
 
 
 def sampler_params(cfg: DataConfig) -> SamplerParams:
@@ -43,13 +55,17 @@ def crop_params(cfg: DataConfig) -> CropParams:
 class PairDataset(Dataset):
     """Map-style dataset: global pair index -> training sample.
 
-    Item ``k`` is a dict: ``z`` (3, 127, 127) uint8 BGR, ``x`` (3, 289, 289) uint8 BGR,
-    ``cls_gt`` (361, 1) float32, ``box_gt`` (361, 4) float32 (crop pixels), ``negative`` bool.
+    Item ``k`` is a dict: ``z`` (3, Z, Z) uint8 BGR, ``x`` (3, X, X) uint8 BGR,
+    ``cls_gt`` (L, 1) float32, ``box_gt`` (L, 4) float32 (crop pixels), ``negative`` bool, and with a
+    distillation teacher ``t_score`` (L, 1), ``t_box`` (L, 4).
     """
 
     def __init__(self, sampler: PairSampler, crop: CropParams, seed: int, score_size: int = 19,
-                 stride: int = 16, augment: PairAugment = PairAugment()) -> None:
+                 stride: int = 16, augment: PairAugment = PairAugment(), offset: int | None = None,
+                 teacher: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self.augment = augment  # extra augmentation (photometric.py), off by default
+        self.offset = offset  # crop pixel of grid point 0 (ModelConfig.grid_offset)
+        self.teacher = teacher  # distillation: (crop_z, crop_x) -> teacher score (L, 1), boxes (L, 4)
         self.sampler = sampler
         self.crop = crop
         self.seed = seed
@@ -61,13 +77,20 @@ class PairDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(index)])
-        pair = before_crop(self.sampler.sample(rng), rng, self.augment)
+        pair = self.sampler.sample(rng)
+        if self.augment.paste_prob > 0 and rng.random() < self.augment.paste_prob and not pair.negative:
+            pair = paste_target(pair, self.sampler.sample(rng).image_x, rng)  # another sequence's frame
+        pair = before_crop(pair, rng, self.augment)
         crop_z, crop_x, _, box_x = crop_pair(pair.image_z, pair.box_z, pair.image_x, pair.box_x, self.crop, rng)
         crop_z, crop_x, box_x = after_crop(crop_z, crop_x, box_x, rng, self.augment)
-        cls_gt, box_gt = dense_target(box_x, pair.negative, self.score_size, self.stride, self.crop.x_size)
-        return {"z": np.ascontiguousarray(crop_z.transpose(2, 0, 1)),
+        cls_gt, box_gt = dense_target(box_x, pair.negative, self.score_size, self.stride, self.crop.x_size,
+                                      self.offset)
+        item = {"z": np.ascontiguousarray(crop_z.transpose(2, 0, 1)),
                 "x": np.ascontiguousarray(crop_x.transpose(2, 0, 1)),
                 "cls_gt": cls_gt, "box_gt": box_gt, "negative": np.bool_(pair.negative)}
+        if self.teacher is not None:
+            item["t_score"], item["t_box"] = self.teacher(crop_z, crop_x)
+        return item
 
 
 @dataclass(frozen=True)
@@ -129,8 +152,11 @@ def build_loader(dataset: PairDataset, batch_sampler: ShardedBatchSampler, num_w
                       prefetch_factor=4 if num_workers > 0 else None, persistent_workers=False)
 
 
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    """uint8 BGR (B, 3, H, W) -> float32 RGB normalised with ImageNet mean/std (B, 3, H, W)."""
+def normalise(images: torch.Tensor, input_format: str = "imagenet_rgb") -> torch.Tensor:
+    """uint8 BGR (B, 3, H, W) -> float32 network input (B, 3, H, W) in ``ModelConfig.input_format``:
+    RGB normalised with ImageNet mean/std, or BGR [0, 255] ("bgr255")."""
+    if input_format == "bgr255":
+        return images.float()
     rgb = images.flip(1).float()
     mean = torch.tensor(MEAN_RGB, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(STD_RGB, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)

@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .config import OptimConfig, TrainConfig
 from .data import PairDataset, Shard, ShardedBatchSampler, build_loader, build_sources, crop_params, normalise, sampler_params
+from .distill import DistillConfig, NanoTrackTeacher, distill_loss
 from .losses import LossWeights, sparsett_loss
 from .sampler import PairSampler
 from .sync_bn import convert_sync_bn
@@ -125,11 +126,12 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         if not Path(cfg.pretrained_backbone).is_file():
             raise FileNotFoundError(
                 f"pretrained_backbone {cfg.pretrained_backbone} not found: download the Microsoft Swin-T ImageNet "
-                "file swin_tiny_patch4_window7_224.pth there, or set pretrained_backbone: '' for random init")
+                "file swin_tiny_patch4_window7_224.pth there (lite_v2: NanoTrack's nanotrackv2_state_dict.pt), "
+                "or set pretrained_backbone: '' for random init")
         kind = load_weights(model, cfg.pretrained_backbone)
-        if kind != "imagenet":
-            raise ValueError(f"pretrained_backbone {cfg.pretrained_backbone} is a {kind} checkpoint, not the Swin "
-                             "ImageNet file; use init_checkpoint for full SparseTT checkpoints")
+        if kind not in ("imagenet", "nanotrack"):
+            raise ValueError(f"pretrained_backbone {cfg.pretrained_backbone} is a {kind} checkpoint, not a backbone "
+                             "file (Swin ImageNet, NanoTrack); use init_checkpoint for full SparseTT checkpoints")
     return model
 
 
@@ -165,11 +167,14 @@ class SparseTTActor:
         weights: loss weights.
         device: where the batch goes.
         autocast: a context-manager factory for mixed precision (``contextlib.nullcontext`` = fp32).
+        distill: the distillation terms' weights (used when the batch holds teacher targets).
     """
 
     def __init__(self, model: nn.Module, weights: LossWeights, device: torch.device,
-                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> None:
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 distill: DistillConfig = DistillConfig()) -> None:
         self.model, self.weights, self.device, self.autocast = model, weights, device, autocast
+        self.distill = distill
 
     def __call__(self, batch: dict[str, torch.Tensor], normaliser: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss of one micro-batch, normalised by the global ``max(#positives, 1)``.
@@ -181,13 +186,20 @@ class SparseTTActor:
         """
         nb = self.device.type == "cuda"
         dtype = next(self.model.parameters()).dtype  # float32 (float64 in exactness tests)
-        z = normalise(batch["z"].to(self.device, non_blocking=nb)).to(dtype)
-        x = normalise(batch["x"].to(self.device, non_blocking=nb)).to(dtype)
+        fmt = _unwrap(self.model).config.input_format
+        z = normalise(batch["z"].to(self.device, non_blocking=nb), fmt).to(dtype)
+        x = normalise(batch["x"].to(self.device, non_blocking=nb), fmt).to(dtype)
         cls_gt = batch["cls_gt"].to(self.device, non_blocking=nb)
         box_gt = batch["box_gt"].to(self.device, non_blocking=nb)
         with self.autocast():
             out = self.model(z, x)
-        return sparsett_loss(out, cls_gt, box_gt, normaliser, self.weights)
+        loss, stats = sparsett_loss(out, cls_gt, box_gt, normaliser, self.weights)
+        if "t_score" in batch:  # distillation from NanoTrack (train/distill.py)
+            extra, more = distill_loss(out, batch["t_score"].to(self.device, non_blocking=nb),
+                                       batch["t_box"].to(self.device, non_blocking=nb), normaliser, self.distill)
+            loss = loss + extra
+            stats = {**stats, **more, "loss": loss.detach()}
+        return loss, stats
 
 
 # ----------------------------------------------------------------------------------- trainer
@@ -230,13 +242,14 @@ class Trainer:
             if info.distributed else None
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=cfg.amp == "fp16")
-        self.actor = SparseTTActor(self.ddp or self.model, cfg.loss, info.device, self._autocast)
+        self.actor = SparseTTActor(self.ddp or self.model, cfg.loss, info.device, self._autocast, cfg.distill)
         self.micro_batch = cfg.micro_batch(info.world_size)
         self.steps = cfg.num_steps()
         mcfg = self.model.config
         sampler = PairSampler(sources, sampler_params(cfg.data))
+        teacher = NanoTrackTeacher(cfg.distill, mcfg.x_size, mcfg.total_stride) if cfg.distill.enabled else None
         self.dataset = PairDataset(sampler, crop_params(cfg.data), cfg.seed, mcfg.score_size, mcfg.total_stride,
-                                   cfg.data.augment)
+                                   cfg.data.augment, offset=mcfg.grid_offset, teacher=teacher)
         self.batch_sampler = ShardedBatchSampler(cfg.data.pairs_per_epoch, cfg.batch_size, self.micro_batch,
                                                  self.steps, Shard(info.rank, info.world_size), cfg.grad_accum)
         self.loader = build_loader(self.dataset, self.batch_sampler, cfg.data.num_workers,

@@ -9,6 +9,9 @@ official recipe's pairs are unchanged. ``data.augment`` in a training YAML switc
 Two hooks of :class:`sparsett_core.train.data.PairDataset`, both drawing from the pair's own
 generator (so runs stay reproducible and resumable):
 
+* :class:`~sparsett_core.train.data.PairDataset` -- with ``paste_prob``, a positive pair's search
+  frame becomes a synthetic-motion frame (:func:`paste_target`: the target pasted into a frame of
+  another sequence).
 * :func:`before_crop` -- a positive pair becomes a *static-image pair* (search frame = template
   frame; the search crop's scale/shift augmentation still moves and scales the target) with
   probability ``static_prob``; then, with ``stretch_prob``, both frames are stretched by the same
@@ -42,6 +45,9 @@ class PairAugment:
         max_blur: largest blur kernel size in pixels (odd sizes from 3 up to it).
         stretch_prob: probability of stretching both frames of a pair to another aspect ratio.
         max_stretch: largest stretch: ``log a ~ U(-log m, log m)``, width x a, height / a.
+        paste_prob: probability that a positive pair's search frame becomes a *synthetic motion*
+            frame: the target, cut from its search frame, pasted at another place and scale into a
+            frame of another sequence (:func:`paste_target`).
     """
 
     static_prob: float = 0.0
@@ -55,9 +61,10 @@ class PairAugment:
     max_blur: int = 9
     stretch_prob: float = 0.0
     max_stretch: float = 1.5
+    paste_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("static_prob", "flip_prob", "gray_prob", "color_prob", "blur_prob", "stretch_prob"):
+        for name in ("static_prob", "flip_prob", "gray_prob", "color_prob", "blur_prob", "stretch_prob", "paste_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"data.augment.{name} must be in [0, 1], got {value}")
@@ -73,7 +80,7 @@ class PairAugment:
     def enabled(self) -> bool:
         """Whether any augmentation is on (False: the hooks are skipped, no random draws)."""
         return any((self.static_prob, self.flip_prob, self.gray_prob, self.color_prob, self.blur_prob,
-                    self.stretch_prob))
+                    self.stretch_prob, self.paste_prob))
 
 
 def stretch(image: np.ndarray, box: np.ndarray, a: float) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +101,48 @@ def stretch(image: np.ndarray, box: np.ndarray, a: float) -> tuple[np.ndarray, n
     x0, y0 = (box[0] + 0.5) * fx - 0.5, (box[1] + 0.5) * fy - 0.5
     bw, bh = (box[2] - box[0] + 1) * fx, (box[3] - box[1] + 1) * fy
     return out, np.array([x0, y0, x0 + bw - 1, y0 + bh - 1], dtype=np.float64)
+
+
+def paste_target(pair: Any, background: np.ndarray, rng: np.random.Generator) -> Any:
+    """Synthetic motion: the search frame's target pasted into ``background`` at a random place and scale.
+
+    The target patch (its box, with a 10 % margin blended into the new frame so that the paste has
+    no hard edge) is scaled by a factor in [0.7, 1.4] and put where it fits inside the background
+    frame; the template is unchanged. The new search box is exact, so the pair teaches the same
+    object on a new background, far from where it was.
+
+    Args:
+        pair: a positive :class:`~sparsett_core.train.sampler.Pair`.
+        background: (H, W, 3) uint8 frame of another sequence.
+    Returns:
+        the pair with the new search frame and box (or unchanged if the target cannot be cut).
+    """
+    x0, y0, x1, y1 = pair.box_x
+    H, W = pair.image_x.shape[:2]
+    bw, bh = x1 - x0 + 1, y1 - y0 + 1
+    mx, my = 0.1 * bw, 0.1 * bh
+    a0, b0 = int(max(0, np.floor(x0 - mx))), int(max(0, np.floor(y0 - my)))
+    a1, b1 = int(min(W, np.ceil(x1 + mx + 1))), int(min(H, np.ceil(y1 + my + 1)))
+    if a1 - a0 < 4 or b1 - b0 < 4:
+        return pair
+    patch = pair.image_x[b0:b1, a0:a1]
+    bgh, bgw = background.shape[:2]
+    s = float(rng.uniform(0.7, 1.4))
+    s = min(s, 0.9 * bgw / patch.shape[1], 0.9 * bgh / patch.shape[0])
+    pw, ph = max(4, round(patch.shape[1] * s)), max(4, round(patch.shape[0] * s))
+    patch = cv2.resize(patch, (pw, ph), interpolation=cv2.INTER_LINEAR)
+    ox, oy = int(rng.integers(0, bgw - pw + 1)), int(rng.integers(0, bgh - ph + 1))
+    # feathered alpha over the margin: 1 inside the target box, falling to 0 at the patch border
+    fx, fy = pw / (a1 - a0), ph / (b1 - b0)
+    ramp_x = np.clip(np.minimum(np.arange(pw) + 0.5, pw - np.arange(pw) - 0.5) / max(mx * fx, 1.0), 0, 1)
+    ramp_y = np.clip(np.minimum(np.arange(ph) + 0.5, ph - np.arange(ph) - 0.5) / max(my * fy, 1.0), 0, 1)
+    alpha = (ramp_y[:, None] * ramp_x[None, :])[..., None]
+    out = background.copy()
+    region = out[oy:oy + ph, ox:ox + pw].astype(np.float32)
+    out[oy:oy + ph, ox:ox + pw] = (alpha * patch + (1 - alpha) * region).astype(np.uint8)
+    nx0, ny0 = ox + (x0 - a0) * fx, oy + (y0 - b0) * fy
+    box = np.array([nx0, ny0, nx0 + bw * fx - 1, ny0 + bh * fy - 1], dtype=np.float64)
+    return replace(pair, image_x=out, box_x=box)
 
 
 def before_crop(pair: Any, rng: np.random.Generator, aug: PairAugment) -> Any:
@@ -184,4 +233,4 @@ def after_crop(crop_z: np.ndarray, crop_x: np.ndarray, box_x: np.ndarray, rng: n
     return crop_z, crop_x, box_x
 
 
-__all__ = ["PairAugment", "after_crop", "before_crop", "blur", "color_jitter", "stretch", "to_gray"]
+__all__ = ["PairAugment", "after_crop", "before_crop", "blur", "color_jitter", "paste_target", "stretch", "to_gray"]

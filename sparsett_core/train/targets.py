@@ -10,15 +10,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def grid_points(score_size: int = 19, stride: int = 16, x_size: int = 289) -> np.ndarray:
-    """(score_size**2, 2) float32 grid point coordinates (x, y) in crop pixels, row-major."""
-    offset = (x_size - 1 - (score_size - 1) * stride) // 2
+def grid_points(score_size: int = 19, stride: int = 16, x_size: int = 289, offset: int | None = None) -> np.ndarray:
+    """(score_size**2, 2) float32 grid point coordinates (x, y) in crop pixels, row-major.
+
+    ``offset``: crop pixel of point 0 (``ModelConfig.grid_offset``); None = centred on the crop.
+    """
+    offset = offset if offset is not None else (x_size - 1 - (score_size - 1) * stride) // 2
     ii, jj = np.meshgrid(np.arange(score_size), np.arange(score_size), indexing="ij")
     return np.stack([offset + stride * jj.reshape(-1), offset + stride * ii.reshape(-1)], axis=1).astype(np.float32)
 
 
 def dense_target(box: np.ndarray, negative: bool, score_size: int = 19, stride: int = 16,
-                 x_size: int = 289) -> tuple[np.ndarray, np.ndarray]:
+                 x_size: int = 289, offset: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Classification and box targets of one search crop.
 
     A grid point is positive iff it lies strictly inside the box (``x - x0 > 0``, ``y - y0 > 0``,
@@ -29,12 +32,13 @@ def dense_target(box: np.ndarray, negative: bool, score_size: int = 19, stride: 
     Args:
         box: (4,) search box corners x0, y0, x1, y1 in crop pixels.
         negative: whether the pair is negative.
+        offset: crop pixel of grid point 0 (None: centred).
 
     Returns:
         cls_gt (N, 1) float32 in {1, 0, -1} and box_gt (N, 4) float32 (the box at points inside
         it, 0 elsewhere), N = score_size ** 2.
     """
-    pts = grid_points(score_size, stride, x_size)
+    pts = grid_points(score_size, stride, x_size, offset)
     b = np.asarray(box, dtype=np.float32)
     x, y = pts[:, 0], pts[:, 1]
     inside = (x - b[0] > 0) & (y - b[1] > 0) & (b[2] - x > 0) & (b[3] - y > 0)
