@@ -1,4 +1,4 @@
-"""SparseTT-Lite: the variant's shapes and training, its augmentation, and the shipped default weights."""
+"""SparseTT-Lite v1: the variant's shapes and training, its augmentation, and its weights (lite_v1.pt, by path)."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +18,7 @@ from sparsett_core.train.photometric import PairAugment, after_crop, before_crop
 REPO = Path(__file__).resolve().parents[1]
 LITE_YAML = REPO / "config" / "train" / "lite.yaml"
 
-# The shipped checkpoint (sparsett_core/weights/default.pt), measured on 2026-11-24, 2-core CPU,
+# The v1 checkpoint (sparsett_core/weights/lite_v1.pt), measured on 2026-11-24, 2-core CPU,
 # torch 2.13.0+cpu: success AUC 0.592 on otb_crossing with its default preset ("lite"); a run that
 # loses the pedestrian to the passing car scores about 0.2. The floor leaves a margin for other
 # CPUs / BLAS builds (the run itself is deterministic on one machine).
@@ -187,26 +187,26 @@ def test_augmentation_settings_are_validated():
         PairAugment(max_stretch=0.5)
 
 
-# ----------------------------------------------------------------------------------- shipped weights
+# ----------------------------------------------------------------------------------- v1 weights
+# SparseTT-Lite v1 (the default until 2026-11-30) stays in the package as lite_v1.pt and loads by path.
+V1_PATH = REPO / "sparsett_core" / "weights" / "lite_v1.pt"
+
+
 @pytest.fixture(scope="module")
-def shipped() -> SparseTT:
-    return SparseTT.from_checkpoint("default")
+def v1() -> SparseTT:
+    return SparseTT.from_checkpoint(V1_PATH)
 
 
-def test_shipped_checkpoint_is_the_lite_model(shipped):
+def test_v1_checkpoint_still_loads_by_path(v1):
     from sparsett_core.model.checkpoint import read_checkpoint
-    from sparsett_core.weights import default_checkpoint_path
 
-    path = default_checkpoint_path()
-    assert path.parent == REPO / "sparsett_core" / "weights"
-    assert path.stat().st_size < MAX_CHECKPOINT_MB * 2**20
-    obj = read_checkpoint(path)
+    assert V1_PATH.stat().st_size < MAX_CHECKPOINT_MB * 2**20
+    obj = read_checkpoint(V1_PATH)
     assert obj["state_dict"]["head.conv_branch_reg.conv.weight"].dtype == torch.float16
     assert "optimizer" not in obj  # model only, no training state
-    assert shipped.config == lite_config(dropout=0.0)
-    assert SparseTT.from_checkpoint("").config == shipped.config
-    assert next(shipped.parameters()).dtype == torch.float32 and not shipped.training
-    assert Tracker(shipped).preset.name == "lite"
+    assert v1.config == lite_config(dropout=0.0)
+    assert next(v1.parameters()).dtype == torch.float32 and not v1.training
+    assert Tracker(v1).preset.name == "lite"
 
 
 def test_default_name_without_the_file_is_a_clear_error(monkeypatch, tmp_path):
@@ -226,15 +226,15 @@ def _track(model: SparseTT, seq_dir: Path, frames: int | None = None) -> tuple[n
     return np.asarray(boxes, dtype=np.float64), gt[:len(paths)]
 
 
-def test_shipped_weights_track_otb_crossing(shipped, sequences_dir):
+def test_v1_weights_track_otb_crossing(v1, sequences_dir):
     from sparsett_core.eval.metrics import score_sequence
 
-    boxes, gt = _track(shipped, sequences_dir / "otb_crossing")
+    boxes, gt = _track(v1, sequences_dir / "otb_crossing")
     auc = score_sequence(boxes, gt).success_auc
     assert auc > CROSSING_AUC_FLOOR, auc
 
 
-def test_tracking_is_deterministic_on_cpu(shipped, sequences_dir):
-    first, _ = _track(shipped, sequences_dir / "vot_bag", frames=8)
-    second, _ = _track(SparseTT.from_checkpoint("default"), sequences_dir / "vot_bag", frames=8)
+def test_tracking_is_deterministic_on_cpu(v1, sequences_dir):
+    first, _ = _track(v1, sequences_dir / "vot_bag", frames=8)
+    second, _ = _track(SparseTT.from_checkpoint(V1_PATH), sequences_dir / "vot_bag", frames=8)
     np.testing.assert_array_equal(first, second)
