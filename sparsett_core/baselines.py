@@ -30,26 +30,34 @@ def _create_csrt() -> "cv2.Tracker":
     return factory()
 
 
-class CSRTTracker:
-    """OpenCV's CSRT tracker behind the sparsett_core Tracker contract.
+class _OpenCVTracker:
+    """The Tracker contract over an OpenCV tracker: integer pixel boxes in, float boxes out, and the
+    previous box with score 0.0 when OpenCV reports a failure (benchmark protocols need a box for
+    every frame). Subclasses create the OpenCV tracker and give its confidence."""
 
-    CSRT works on integer pixel boxes; `update` returns the previous box with score 0.0 when
-    OpenCV reports a tracking failure (the benchmark protocols need a box for every frame).
-    """
-
-    name = "csrt"
+    name = ""
 
     def __init__(self) -> None:
         self._tracker: cv2.Tracker | None = None
         self._box: Box | None = None
 
+    def _create(self) -> "cv2.Tracker":
+        raise NotImplementedError
+
+    def _confidence(self) -> float:
+        return 1.0
+
     def init(self, frame_bgr: np.ndarray, box: Box) -> None:
-        """Start tracking the target `box` (x, y, w, h) in `frame_bgr` (H, W, 3) uint8."""
+        """Start tracking the target `box` (x, y, w, h) in `frame_bgr` (H, W, 3) uint8.
+
+        Raises:
+            ValueError: a box without a positive size.
+        """
         x, y, w, h = (float(v) for v in box)
         if not (w > 0 and h > 0):
             raise ValueError(f"initial box must have a positive size, got w={w}, h={h}")
-        self._tracker = _create_csrt()
         rect = (int(round(x)), int(round(y)), max(1, int(round(w))), max(1, int(round(h))))
+        self._tracker = self._create()
         self._tracker.init(frame_bgr, rect)
         self._box = (x, y, w, h)
 
@@ -61,7 +69,17 @@ class CSRTTracker:
         if not ok:
             return self._box, 0.0
         self._box = tuple(float(v) for v in rect)  # type: ignore[assignment]
-        return self._box, 1.0
+        return self._box, self._confidence()
+
+
+class CSRTTracker(_OpenCVTracker):
+    """OpenCV's CSRT tracker behind the sparsett_core Tracker contract (score 1.0 while OpenCV
+    reports success, 0.0 with the previous box on a failure)."""
+
+    name = "csrt"
+
+    def _create(self) -> "cv2.Tracker":
+        return _create_csrt()
 
 
 @dataclass(frozen=True)
@@ -101,11 +119,11 @@ def _cv2_message(exc: cv2.error) -> str:
     return (getattr(exc, "err", "") or str(exc)).strip().splitlines()[0]
 
 
-class NanoTrackTracker:
+class NanoTrackTracker(_OpenCVTracker):
     """NanoTrack v2 (``cv2.TrackerNano``) behind the sparsett_core Tracker contract.
 
-    OpenCV works on integer pixel boxes; `update` returns NanoTrack's own score (it stays high even
-    when the target is lost) and, when OpenCV reports a failure, the previous box with score 0.0.
+    `update` returns NanoTrack's own score (it stays high even when the target is lost) and, when
+    OpenCV reports a failure, the previous box with score 0.0.
     """
 
     name = "nanotrack"
@@ -113,9 +131,8 @@ class NanoTrackTracker:
     def __init__(self, files: NanoTrackFiles) -> None:
         if not hasattr(cv2, "TrackerNano_create") and not hasattr(cv2, "TrackerNano"):
             raise RuntimeError(f"this OpenCV ({cv2.__version__}) has no TrackerNano: NanoTrack needs OpenCV >= 4.7")
+        super().__init__()
         self.files = files
-        self._tracker: cv2.Tracker | None = None
-        self._box: Box | None = None
 
     def _create(self) -> "cv2.Tracker":
         params = cv2.TrackerNano_Params()
@@ -124,32 +141,15 @@ class NanoTrackTracker:
         factory = getattr(cv2, "TrackerNano_create", None) or cv2.TrackerNano.create
         return factory(params)
 
-    def init(self, frame_bgr: np.ndarray, box: Box) -> None:
-        """Start tracking the target `box` (x, y, w, h) in `frame_bgr` (H, W, 3) uint8.
+    def _confidence(self) -> float:
+        return float(self._tracker.getTrackingScore())
 
-        Raises:
-            ValueError: a box without a positive size.
-            RuntimeError: OpenCV cannot use the ONNX files (not the NanoTrack v2 pair, or swapped).
-        """
-        x, y, w, h = (float(v) for v in box)
-        if not (w > 0 and h > 0):
-            raise ValueError(f"initial box must have a positive size, got w={w}, h={h}")
-        rect = (int(round(x)), int(round(y)), max(1, int(round(w))), max(1, int(round(h))))
+    def init(self, frame_bgr: np.ndarray, box: Box) -> None:
+        """As the base class; also raises RuntimeError where OpenCV cannot use the ONNX files (not
+        the NanoTrack v2 pair, or swapped)."""
         try:
-            self._tracker = self._create()
-            self._tracker.init(frame_bgr, rect)
+            super().init(frame_bgr, box)
         except cv2.error as exc:
             raise RuntimeError(f"NanoTrack cannot run the ONNX files {self.files.backbone} (backbone) and "
                                f"{self.files.head} (head): {_cv2_message(exc)}; pass the NanoTrack v2 pair "
                                "nanotrack_backbone_sim.onnx / nanotrack_head_sim.onnx") from None
-        self._box = (x, y, w, h)
-
-    def update(self, frame_bgr: np.ndarray) -> tuple[Box, float]:
-        """Track into `frame_bgr`; returns ((x, y, w, h), score)."""
-        if self._tracker is None or self._box is None:
-            raise RuntimeError("call init(frame, box) before update(frame)")
-        ok, rect = self._tracker.update(frame_bgr)
-        if not ok:
-            return self._box, 0.0
-        self._box = tuple(float(v) for v in rect)  # type: ignore[assignment]
-        return self._box, float(self._tracker.getTrackingScore())

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-PRESETS = ("", "got10k", "lasot", "trackingnet", "uav123", "otb2015", "lite")
+PRESETS = ("", "got10k", "lasot", "trackingnet", "uav123", "otb2015", "lite", "lite_v2")  # = sparsett_core presets (tested)
 DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("fp32", "fp16", "bf16")
 BACKENDS = ("torch", "onnxruntime", "auto")

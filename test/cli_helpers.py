@@ -31,11 +31,17 @@ def tool_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def ctrl_c_enabled() -> None:
-    """``preexec_fn`` for a child that a test interrupts with SIGINT: the default disposition, as a
-    terminal's foreground job has it (a test run started in the background, ``pytest ... &``,
-    inherits SIGINT ignored, and Python then never raises KeyboardInterrupt)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def interrupt_when(cmd: list[str], ready: Callable[[], bool], what: str, timeout: float = 300) -> tuple[int, str]:
+    """Run ``cmd`` and press Ctrl-C (SIGINT) once ``ready()`` holds; returns (exit status, stderr)."""
+    proc = subprocess.Popen(cmd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(ready, timeout, what, proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
 
 
 def run_tool(name: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None,

@@ -10,12 +10,20 @@ absence is an error.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Tests press Ctrl-C (SIGINT) on the tools and nodes they start. A test run started in the background
+# (`scripts/test.sh &` in a script) inherits SIGINT *ignored*, and children keep an ignored signal
+# across exec: Python and launch would never see the Ctrl-C. A handled signal is reset to the default
+# on exec, so handling it here gives every child a terminal's default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _roots() -> list[Path]:
@@ -105,6 +113,34 @@ def official_checkpoint(reference_weights, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "sparsett_seed0_official.pkl"
     reference_weights.to_official_checkpoint(0, str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def lite():
+    """The shipped default model (SparseTT-Lite v2), loaded once per test module."""
+    from sparsett_core import SparseTT
+
+    return SparseTT.from_checkpoint("default")
+
+
+@pytest.fixture(scope="module")
+def swin(official_checkpoint):
+    """The paper-size model with the fixture's seed-0 weights, from an official-format file, once per module."""
+    from sparsett_core import SparseTT
+
+    return SparseTT.from_checkpoint(official_checkpoint)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test (restored after): on a shared 2-core machine two OpenMP
+    threads are many times slower, and a fixed count keeps results bit-identical."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture

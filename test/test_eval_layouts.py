@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import zipfile
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 
 import benchmark_layouts as bl
-from cli_helpers import assert_clean_error, ctrl_c_enabled, run_tool, tool, tool_env, wait_for
+from cli_helpers import assert_clean_error, interrupt_when, run_tool, tool, tool_env
 
 PROG = "sparsett-eval"
 METRICS = ("success_auc", "precision", "norm_precision", "ao", "sr50", "sr75")
@@ -235,16 +234,8 @@ def test_otb2015_interrupted_run_resumes_to_the_same_results(layouts, otb_full, 
     out = tmp_path / "sparsett"
     cmd = [tool(PROG), "run", "--dataset", "otb2015", "--root", str(layouts.root / "OTB2015"), "--results", str(out),
            "--no-progress"]
-    proc = subprocess.Popen(cmd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=ctrl_c_enabled)
-    try:
-        wait_for(lambda: (out / "Crossing.txt").is_file(), 300, "the first finished sequence", proc)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    status, err = interrupt_when(cmd, lambda: (out / "Crossing.txt").is_file(), "the first finished sequence")
+    assert status == 130, err
     assert "rerun the same command to resume" in err and "Traceback" not in err
     done = sorted(p.name for p in out.glob("*.txt") if not p.name.endswith("_time.txt"))
     assert "Crossing.txt" in done and len(done) < len(layouts.otb), done

@@ -176,26 +176,30 @@ def test_synthetic_motion_moves_the_box_with_the_pasted_target():
     from sparsett_core.train.photometric import paste_target
     from sparsett_core.train.sampler import Pair
 
-    rng = np.random.default_rng(0)
+    # a 48x32 target of four coloured quadrants: a box that misses the pasted pixels by more than
+    # a few pixels finds the wrong colour at some quadrant centre
+    colours = np.array([[[0, 0, 255], [0, 255, 0]], [[255, 0, 0], [255, 255, 255]]], np.uint8)
+    target = np.kron(colours, np.ones((16, 24, 1), np.uint8))
     frame = np.full((240, 320, 3), 40, np.uint8)
-    target = rng.integers(0, 256, (30, 50, 3), dtype=np.uint8)  # textured, so misplacement shows
-    frame[100:130, 150:200] = target
-    background = np.full((300, 400, 3), 200, np.uint8)
-    pair = Pair(frame, np.array([150., 100., 199., 129.]), frame, np.array([150., 100., 199., 129.]), False)
-    for seed in range(5):
+    frame[100:132, 150:198] = target
+    box = np.array([150., 100., 197., 131.])
+    background = np.full((300, 400, 3), 128, np.uint8)
+    pair = Pair(frame, box, frame, box, False)
+    for seed in range(8):
         out = paste_target(pair, background, np.random.default_rng(seed))
         x0, y0, x1, y1 = out.box_x
         assert out.image_x.shape == background.shape and out.image_z is pair.image_z
         assert 0 <= x0 < x1 < 400 and 0 <= y0 < y1 < 300
-        assert (x1 - x0 + 1) / (y1 - y0 + 1) == pytest.approx(50 / 30, rel=0.05)  # aspect kept
-        inside = out.image_x[int(np.ceil(y0)):int(y1), int(np.ceil(x0)):int(x1)]
-        resized = cv2.resize(target, (inside.shape[1], inside.shape[0]), interpolation=cv2.INTER_LINEAR)
-        assert np.abs(inside.astype(int) - resized.astype(int)).mean() < 40  # the target's pixels, there
+        assert (x1 - x0 + 1) / (y1 - y0 + 1) == pytest.approx(48 / 32, rel=0.05)  # aspect kept
+        w, h = x1 - x0 + 1, y1 - y0 + 1
+        for (i, j), colour in np.ndenumerate(colours[..., 0]):
+            px = out.image_x[int(round(y0 + (i + 0.5) * h / 2)), int(round(x0 + (j + 0.5) * w / 2))]
+            assert np.abs(px.astype(int) - colours[i, j]).max() <= 10, (seed, i, j, px)
         far = np.ones(background.shape[:2], bool)
-        far[max(0, int(y0) - 10):int(y1) + 11, max(0, int(x0) - 10):int(x1) + 11] = False
-        assert (out.image_x[far] == 200).all()  # the rest of the new frame untouched
-    tiny = Pair(frame, np.array([10., 10., 11., 11.]), frame, np.array([10., 10., 11., 11.]), False)
-    assert paste_target(tiny, background, rng) is tiny  # too small to cut: the pair unchanged
+        far[max(0, int(y0) - 12):int(y1) + 13, max(0, int(x0) - 12):int(x1) + 13] = False
+        assert (out.image_x[far] == 128).all()  # the rest of the new frame untouched
+    tiny = Pair(frame, np.array([0., 0., 0.5, 0.5]), frame, np.array([0., 0., 0.5, 0.5]), False)
+    assert paste_target(tiny, background, np.random.default_rng(0)) is tiny  # too small to cut: unchanged
 
 
 def test_config_overrides_reach_list_items():

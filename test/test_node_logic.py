@@ -257,3 +257,10 @@ def test_invalid_checkpoint_file_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(StartupError, match="could not be loaded"):
         build_sparsett_tracker(dataclasses.replace(P.DEFAULTS, checkpoint=str(bad), device="cpu"))
+
+
+def test_preset_choices_are_the_cores_presets():
+    """The node accepts exactly the presets sparsett_core has (a new preset cannot be forgotten here)."""
+    from sparsett_core.tracker.presets import preset_names
+
+    assert sorted(p for p in P.PRESETS if p) == preset_names() and "" in P.PRESETS

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from sparsett_core import InferenceOptions, MultiTracker, SparseTT, Tracker, hardware
+from sparsett_core import InferenceOptions, MultiTracker, Tracker, hardware
 from sparsett_core.eval.metrics import iou
 from sparsett_core.hardware import CpuInfo
 from sparsett_core.model.onnx_export import ExportError, check_export, export_onnx, weights_sha
@@ -31,16 +31,6 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (opti
 STEP_SCORE, STEP_BOX_PX = 2e-3, 0.05
 SEQ_IOU = 0.005  # the issue's bound for a whole free-running sequence
 WHOLE_SCORE, WHOLE_BOX_PX = 0.05, 0.5  # whole graph (ONNX TopK) vs split graph (numpy top-k)
-
-
-@pytest.fixture(scope="module")
-def lite():
-    return SparseTT.from_checkpoint("default")
-
-
-@pytest.fixture(scope="module")
-def swin(official_checkpoint):
-    return SparseTT.from_checkpoint(official_checkpoint)
 
 
 @pytest.fixture(scope="module")

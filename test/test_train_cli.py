@@ -11,7 +11,6 @@ GradScaler, and both recipes parse and build.
 from __future__ import annotations
 
 import math
-import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli_helpers import assert_clean_error, ctrl_c_enabled, run_tool, tool, tool_env, wait_for
+from cli_helpers import assert_clean_error, interrupt_when, run_tool, tool, tool_env
 from train_helpers import make_got10k, make_imagenet_swin, tiny_model_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,12 +28,7 @@ FULLDATA_RECIPE = REPO / "config" / "train" / "fulldata.yaml"
 TRAIN_SEQUENCES = ("uav123_10fps_boat1", "uav123_10fps_building4", "uav123_10fps_person12", "uav123_10fps_truck4")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -116,16 +110,8 @@ def test_resume_auto_after_an_interruption_gives_the_uninterrupted_weights(got10
     cut = tmp_path / "cut"
     cmd = [tool("sparsett-train"), *args, *scaled(got10k, cut)]
     exp = cut / "sparsett-swin-got10k-train"
-    proc = subprocess.Popen(cmd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=ctrl_c_enabled)
-    try:
-        wait_for(lambda: (exp / "epoch-0.pt").is_file(), 300, "the first epoch's checkpoint", proc)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err[-3000:]
+    status, err = interrupt_when(cmd, lambda: (exp / "epoch-0.pt").is_file(), "the first epoch's checkpoint")
+    assert status == 130, err[-3000:]
     assert "--resume auto" in err and "Traceback" not in err
     assert sorted(p.name for p in exp.glob("epoch-*.pt")) == ["epoch-0.pt"]
 
