@@ -192,12 +192,11 @@ class FoldedMobileNetV3(nn.Module):
                 # NanoTrack's order: depthwise -> BN -> SE -> activation (expanded blocks), or
                 # depthwise -> BN -> activation -> SE (the first block, no expansion)
                 w1, b1, w2, b2 = b["se"]
-                if b["expand"] is None:
-                    y = act(y, inplace=True)
-                    y = y * F.hardsigmoid(F.linear(F.relu(F.linear(y.mean((2, 3)), w1, b1)), w2, b2))[:, :, None, None]
-                else:
-                    y = y * F.hardsigmoid(F.linear(F.relu(F.linear(y.mean((2, 3)), w1, b1)), w2, b2))[:, :, None, None]
-                    y = act(y, inplace=True)
+
+                def excite(t: torch.Tensor) -> torch.Tensor:
+                    return t * F.hardsigmoid(F.linear(F.relu(F.linear(t.mean((2, 3)), w1, b1)), w2, b2))[:, :, None, None]
+
+                y = excite(act(y, inplace=True)) if b["expand"] is None else act(excite(y), inplace=True)
             y = F.conv2d(y, *b["project"])
             x = x + y if b["residual"] else y
         return x.contiguous()
