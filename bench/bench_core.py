@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # CLI script: run from a checkout without installing
 
 from sparsett_core import ModelConfig, SparseTT, Tracker  # noqa: E402
+from sparsett_core.hardware import cpu_info  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -127,8 +127,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = SparseTT(ModelConfig()).eval()
     devices = [d for d in args.devices.split(",") if d == "cpu" or (d == "cuda" and torch.cuda.is_available())]
-    cpu_name = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor()) \
-        if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu_name = cpu_info().describe()  # model and ISA
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, "
           f"{cpu_name}, {torch.get_num_threads()} threads"
           + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ", no CUDA"))

@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))  # CLI script: run from a checkout without install
 
 from sparsett_core import SparseTT, Tracker  # noqa: E402
 from sparsett_core.eval.boxes import read_boxes  # noqa: E402
+from sparsett_core.hardware import cpu_info  # noqa: E402
 from sparsett_core.video import list_image_files  # noqa: E402
 
 from bench_core import timed as _timed  # noqa: E402  (bench/ is the script's directory)
@@ -111,8 +112,7 @@ def main() -> None:
         results[name]["update"] = sequence_updates(model, seq, args.frames)[:2]
     set_optimised(model, True)
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = cpu_info().describe()  # model and ISA
     lines = [f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, "
              f"{cpu}, {args.threads} torch thread(s), {platform.node()}",
              f"# model: {args.checkpoint}; update rows: {seq.name if seq else 'synthetic 640x480 clip'}, "

@@ -185,7 +185,7 @@ def _cpu(native_bf16: bool) -> CpuInfo:
 
 @pytest.mark.parametrize("native_bf16", [False, True])
 def test_auto_candidates_follow_the_cpu(swin, lite, monkeypatch, native_bf16):
-    monkeypatch.setattr(select, "cpu_info", lambda: _cpu(native_bf16))
+    monkeypatch.setattr(hardware, "cpu_info", lambda: _cpu(native_bf16))  # the rule reads it there
     swin_c, notes = select.cpu_candidates(swin)
     assert [select.label(o) for o in swin_c] == ["torch fp32"] + (["torch bf16"] if native_bf16 else []) + \
         ["onnxruntime fp32"]

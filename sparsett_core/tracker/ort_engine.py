@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from sparsett_core.model.neck import TemplateFeatures
+from sparsett_core.model.neck import TemplateFeatures, topk_mask
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -43,23 +43,19 @@ def ort_unavailable_reason() -> str | None:
 def topk_softmax_np(logits: np.ndarray, k: int) -> np.ndarray:
     """Softmax over the ``k`` largest logits of each row, zero elsewhere (numpy, any leading shape).
 
-    Equal to :func:`sparsett_core.model.neck.topk_softmax`: the k-th largest value of each row by
-    ``numpy.partition``, the rows masked below it (1.4x faster than gathering and scattering the k
-    entries); a row with a tie at the k-th value would keep more than k, so then exactly k are
-    kept with ``argpartition``, as ``torch.topk`` keeps them.
+    Equal to :func:`sparsett_core.model.neck.topk_softmax`: the rows masked with
+    :func:`~sparsett_core.model.neck.topk_mask` (1.4x faster than gathering and scattering the k
+    entries); where a row has a tie at the k-th value, exactly k are kept with ``argpartition``,
+    as ``torch.topk`` keeps them. ``k >= L``: the plain softmax.
     """
     L = logits.shape[-1]
-    top = logits.max(-1, keepdims=True)
-    if k >= L:
-        e = np.exp(logits - top)
-        return e / e.sum(-1, keepdims=True)
-    kth = np.partition(logits, L - k, axis=-1)[..., L - k:L - k + 1]
-    keep = logits >= kth
-    if not (keep.sum(-1) == k).all():
-        keep = np.zeros(logits.shape, dtype=bool)
-        np.put_along_axis(keep, np.argpartition(logits, L - k, axis=-1)[..., L - k:], True, axis=-1)
-    e = np.exp(logits - top)
-    e *= keep
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    if k < L:
+        keep = topk_mask(logits, k)
+        if keep is None:
+            keep = np.zeros(logits.shape, dtype=bool)
+            np.put_along_axis(keep, np.argpartition(logits, L - k, axis=-1)[..., L - k:], True, axis=-1)
+        e *= keep
     return e / e.sum(-1, keepdims=True)
 
 
@@ -126,12 +122,15 @@ class OrtSteps:
             feed = {"x": x, **{f"{t}{i}": kv[2 * i + j] for i in range(self.manifest.num_layers)
                                for j, t in enumerate(("k", "v"))}}
             return self._track[0].run(None, feed)[0]
-        k = self.manifest.top_k
+        def attention(logits: np.ndarray) -> np.ndarray:  # no top_k: the dense decoder's plain softmax
+            k = self.manifest.top_k
+            return topk_softmax_np(logits, k if k is not None else logits.shape[-1])
+
         f_x, y, logits, v = self._track[0].run(None, {"x": x})
         for i, sess in enumerate(self._track[1:-1], start=1):
-            attn = topk_softmax_np(logits, k) if k is not None else topk_softmax_np(logits, logits.shape[-1])
-            y, logits, v = sess.run(None, {"y": y, "attn": attn, "v": v, "k": kv[2 * i - 2], "vv": kv[2 * i - 1]})
-        attn = topk_softmax_np(logits, k if k is not None else logits.shape[-1])
+            y, logits, v = sess.run(None, {"y": y, "attn": attention(logits), "v": v, "k": kv[2 * i - 2],
+                                           "vv": kv[2 * i - 1]})
+        attn = attention(logits)
         return self._track[-1].run(None, {"y": y, "attn": attn, "v": v, "k": kv[-2], "vv": kv[-1], "f_x": f_x})[0]
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sparsett_core.hardware import cpu_info
+from sparsett_core import hardware
 from sparsett_core.model.sparsett import SparseTT
 from sparsett_core.tracker.fast import InferenceOptions, make_engine
 
@@ -42,14 +42,14 @@ def cpu_candidates(model: SparseTT) -> tuple[list[InferenceOptions], list[str]]:
     """The CPU candidates by rule, and the notes on what was left out and why."""
     from sparsett_core.tracker.ort_engine import ort_unavailable_reason
 
-    cpu = cpu_info()
     candidates, notes = [InferenceOptions(pinned_memory=False)], []
-    if model.config.variant != "swin_t":
+    rule = InferenceOptions.fast("cpu", model.config.variant)  # bf16 only for Swin-T on a native-bf16 CPU
+    if rule.precision == "bf16":
+        candidates.append(rule)
+    elif model.config.variant != "swin_t":
         notes.append("bf16 not tried for this model (no faster for the small models, boxes up to 2 px off)")
-    elif cpu.native_bf16:
-        candidates.append(InferenceOptions(precision="bf16", pinned_memory=False))
     else:
-        notes.append(f"no bf16: this CPU has no native bf16 ({cpu.isa})")
+        notes.append(f"no bf16: this CPU has no native bf16 ({hardware.cpu_info().isa})")
     reason = ort_unavailable_reason()
     if reason:
         notes.append(f"no onnxruntime: {reason}")
@@ -90,7 +90,7 @@ def select_inference(model: SparseTT, device: str | torch.device = "cpu", runs: 
         options = InferenceOptions.fast(device, model.config.variant)
         return Selection(options, "CUDA: fp16 autocast, CUDA graphs, crop on the GPU (torch)", {})
     candidates, notes = cpu_candidates(model)
-    cpu = cpu_info()
+    cpu = hardware.cpu_info()
     if len(candidates) == 1:
         return Selection(candidates[0], f"torch fp32 on {cpu.describe()}: " + "; ".join(notes), {})
     timings = measure(model, candidates, runs=runs)
