@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from sparsett_core.cli import one_line
 from sparsett_core.eval.boxes import BoxFileError, read_boxes
 from sparsett_core.eval.datasets import DATASETS, PROTOCOL, DatasetError, Sequence, load_dataset
 from sparsett_core.eval.metrics import PROTOCOLS, score_sequence
@@ -204,11 +205,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_line(exc: BaseException) -> str:
-    """The error message on one line (some library messages span several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 input/runtime error, 2 usage error)."""
     args = _parser().parse_args(argv)
@@ -217,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         return _cmd_score(args)
     except (DatasetError, BoxFileError, OSError, ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; finished sequences are kept, rerun the same command to resume", file=sys.stderr)

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from sparsett_core.cli import one_line
+
 PROG = "sparsett-export"
 
 
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         with model.torch_topk():  # the CPU-only numpy top-k cannot be traced
             manifest = export_onnx(model, args.out, args.form, check=not args.no_check)
     except (CheckpointError, ExportError, OSError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(e)}", file=sys.stderr)
         return 1
     files = ", ".join((manifest.template, *manifest.track))
     print(f"{PROG}: {args.out}: {files} ({manifest.form}, opset {manifest.opset}, {model.config.variant})")

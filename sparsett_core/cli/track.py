@@ -19,6 +19,7 @@ from time import perf_counter
 import cv2
 import numpy as np
 
+from sparsett_core.cli import one_line
 from sparsett_core.eval.trackers import BACKENDS, TRACKERS, build_tracker, check_inputs
 from sparsett_core.video import FrameSourceError, open_source
 
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except (OSError, FrameSourceError, ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
-        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from sparsett_core.cli import one_line
+
 if TYPE_CHECKING:
     from sparsett_core.train.config import TrainConfig
 
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str, status: int = 1) -> int:
-    print(f"sparsett-train: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"sparsett-train: error: {one_line(message)}", file=sys.stderr)
     return status
 
 
