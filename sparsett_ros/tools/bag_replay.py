@@ -45,7 +45,7 @@ def read_messages(bag: str | Path, topics: Iterable[str] | None = None) -> tuple
 def replay(node: Any, bag: str | Path, rate: float = 1.0, topics: Iterable[str] | None = None,
            remap: dict[str, str] | None = None, qos: QoSProfile | None = None, wait_s: float = 10.0,
            on_publish: Callable[[str, int, float], None] | None = None, stop: Callable[[], bool] | None = None,
-           skip: int = 0, limit: int | None = None) -> int:
+           skip: int = 0, limit: int | None = None, publishers: dict[str, Any] | None = None) -> int:
     """Publish the bag's messages from `node` with their recorded timing.
 
     Args:
@@ -56,6 +56,9 @@ def replay(node: Any, bag: str | Path, rate: float = 1.0, topics: Iterable[str] 
         on_publish: called after each message with (published topic, bag time ns, wall time s).
         stop: polled between messages; True stops the replay.
         skip, limit: publish only messages [skip, skip + limit) of the selected topics.
+        publishers: bag topic -> publisher, reused and filled across calls. A fresh publisher's
+            first messages can be lost while a best-effort subscriber is still matching it, so a
+            caller that replays in parts passes one dict to all of them.
 
     Returns:
         Number of messages published.
@@ -64,7 +67,7 @@ def replay(node: Any, bag: str | Path, rate: float = 1.0, topics: Iterable[str] 
     qos = qos or QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
     connections, messages = read_messages(bag, topics)
     messages = messages[skip:None if limit is None else skip + limit]
-    publishers = {}
+    publishers = {} if publishers is None else publishers
     for conn in connections:
         if conn.topic not in publishers:
             publishers[conn.topic] = node.create_publisher(message_class(conn.msgtype), remap.get(conn.topic, conn.topic),
