@@ -57,6 +57,34 @@ def test_focal_loss_hand_computed():
     assert float(sigmoid_focal_loss_sum(logits, lab)) == pytest.approx(expected, rel=1e-6)
 
 
+def test_quality_focal_target_on_positives_only():
+    """loss.iou_aware: a positive learns a soft target q (the IoU of its box); negatives unchanged."""
+    lab = -torch.ones(1, 361, 1)
+    lab[0, 0, 0], lab[0, 1, 0] = 1, 0
+    logits = torch.zeros(1, 361, 1)
+    logits[0, :2, 0] = 2.0
+    q = torch.full((1, 361, 1), 0.6)
+    p = 1 / (1 + math.exp(-2.0))
+    pos = 0.75 * abs(0.6 - p) ** 2 * -(0.6 * math.log(p) + 0.4 * math.log(1 - p))
+    neg = 0.25 * p**2 * -math.log(1 - p)
+    assert float(sigmoid_focal_loss_sum(logits, lab, quality=q)) == pytest.approx(pos + neg, rel=1e-6)
+    # the minimum of a positive's term is at p = q: a score that says how well the box fits
+    grid = torch.linspace(-3, 3, 601)[None, :, None]
+    one = torch.ones(1, 601, 1)
+    per_point = [float(sigmoid_focal_loss_sum(grid[:, i:i + 1], one[:, :1], quality=q[:, :1])) for i in range(601)]
+    assert 1 / (1 + math.exp(-float(grid[0, int(np.argmin(per_point)), 0]))) == pytest.approx(0.6, abs=0.01)
+    # in sparsett_loss, cls_conv's positives get the IoU of bbox_conv's box; cls_fc keeps target 1
+    pred = torch.tensor([110.0, 120.0, 170.0, 150.0]).expand(1, 361, 4).clone()
+    cls, box = dense_target(BOX, negative=False)
+    cls_t, box_t = torch.from_numpy(cls)[None], torch.from_numpy(box)[None]
+    _, plain = sparsett_loss(_outputs(pred), cls_t, box_t, 8.0, LossWeights())
+    _, aware = sparsett_loss(_outputs(pred), cls_t, box_t, 8.0, LossWeights(iou_aware=True))
+    assert float(aware["cls_fc"]) == pytest.approx(float(plain["cls_fc"]), rel=1e-6)
+    iou = 1891 / 2201  # every positive's box (see the hand-computed IoU test)
+    focal = (8 * 0.75 * abs(iou - 0.5) ** 2 * LN2 + 353 * 0.0625 * LN2) / 8  # logit 0: BCE(q) = ln 2
+    assert float(aware["cls_conv"]) == pytest.approx(0.5 * focal, rel=1e-5)
+
+
 def test_iou_loss_plus1_areas_hand_computed():
     gt = torch.tensor([[[100.0, 120.0, 170.0, 150.0]]])
     pred = torch.tensor([[[110.0, 120.0, 170.0, 150.0]]])

@@ -21,27 +21,31 @@ def upcast(t: torch.Tensor) -> torch.Tensor:
 
 
 def sigmoid_focal_loss_sum(logits: torch.Tensor, labels: torch.Tensor, alpha: float = 0.75,
-                           gamma: float = 2.0) -> torch.Tensor:
+                           gamma: float = 2.0, quality: torch.Tensor | None = None) -> torch.Tensor:
     """Summed sigmoid focal loss over non-ignored points.
 
-    ``loss = alpha_t * (1 - p_t) ** gamma * BCE(logit, t)`` with ``alpha_t = alpha`` on positives
-    and ``1 - alpha`` on negatives; points labelled -1 are ignored.
+    ``loss = alpha_t * |t - p| ** gamma * BCE(logit, t)`` with ``alpha_t = alpha`` on positives
+    and ``1 - alpha`` on negatives; points labelled -1 are ignored. With hard targets ``t`` in
+    {0, 1}, ``|t - p| = 1 - p_t``: the focal loss of the official code. ``quality`` replaces the
+    positives' target 1 by a soft one (quality focal loss, Li et al. 2020).
 
     Args:
         logits: (B, N, 1) classification logits.
         labels: (B, N, 1) in {1, 0, -1}.
+        quality: optional (B, N, 1) targets in [0, 1] for the positives (e.g. the IoU of the
+            predicted box; no gradient flows into it).
 
     Returns:
         scalar tensor (sum, not normalised), float32 or the logits' wider dtype.
     """
     logits = upcast(logits)
     valid = (labels >= 0).to(logits.dtype)
-    t = labels.clamp(min=0).to(logits.dtype)
+    pos = labels.clamp(min=0).to(logits.dtype)
+    t = pos if quality is None else pos * quality.detach().to(logits.dtype)
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = ce * (1 - p_t) ** gamma
-    alpha_t = alpha * t + (1 - alpha) * (1 - t)
+    loss = ce * (t - p).abs() ** gamma
+    alpha_t = alpha * pos + (1 - alpha) * (1 - pos)
     return (alpha_t * loss * valid).sum()
 
 
@@ -90,6 +94,9 @@ class LossWeights:
     reg_conv: float = 2.0
     focal_alpha: float = 0.75
     focal_gamma: float = 2.0
+    # IoU-aware score: the positives of cls_conv learn the IoU of bbox_conv's box at their point
+    # instead of 1, so that the fused score ranks well-fitting boxes first (not in the paper).
+    iou_aware: bool = False
 
 
 def sparsett_loss(outputs: dict[str, torch.Tensor], cls_gt: torch.Tensor, box_gt: torch.Tensor,
@@ -107,8 +114,9 @@ def sparsett_loss(outputs: dict[str, torch.Tensor], cls_gt: torch.Tensor, box_gt
         total loss (scalar) and detached per-term values (weighted) plus mean IoUs.
     """
     a, g = weights.focal_alpha, weights.focal_gamma
+    quality = box_iou_plus1(outputs["bbox_conv"], box_gt)[..., None] if weights.iou_aware else None
     cls_fc = sigmoid_focal_loss_sum(outputs["cls_fc"], cls_gt, a, g) / normaliser * weights.cls_fc
-    cls_conv = sigmoid_focal_loss_sum(outputs["cls_conv"], cls_gt, a, g) / normaliser * weights.cls_conv
+    cls_conv = sigmoid_focal_loss_sum(outputs["cls_conv"], cls_gt, a, g, quality) / normaliser * weights.cls_conv
     reg_fc, iou_fc = iou_loss_sum(outputs["bbox_fc"], box_gt, cls_gt)
     reg_conv, iou_conv = iou_loss_sum(outputs["bbox_conv"], box_gt, cls_gt)
     reg_fc = reg_fc / normaliser * weights.reg_fc
