@@ -202,6 +202,26 @@ def test_synthetic_motion_moves_the_box_with_the_pasted_target():
     assert paste_target(tiny, background, np.random.default_rng(0)) is tiny  # too small to cut: unchanged
 
 
+def test_train_script_stage_two_continues_stage_one():
+    """scripts/train_lite.sh: stage 2 starts from stage 1's last epoch, and the export reads stage 2's last."""
+    import re
+    import shlex
+
+    from sparsett_core.train.config import load_config, parse_override
+
+    script = (REPO / "scripts" / "train_lite.sh").read_text()
+    stage2 = script[script.index("stage 2 of 2"):script.index("ckpts=()")]
+    args = shlex.split(stage2.split("\n", 1)[1].replace("\\\n", " "))  # one command, continuations joined
+    overrides = dict(parse_override(v) for k, v in zip(args, args[1:]) if k == "--set" and "$SHARED" not in v)
+    one, two = load_config(LITE_V2_YAML), load_config(LITE_V2_YAML, overrides)
+    assert one.optim.backbone_lr_mult == 0.0 and two.optim.backbone_lr_mult == 0.1  # frozen, then fine-tuned
+    assert two.init_checkpoint == f"{one.output_dir}/{one.name}/epoch-{one.epochs - 1}.pt"
+    assert (two.epochs, two.optim.lr, list(two.optim.lr_milestones), two.seed) == (10, 1.5e-4, [6, 8], 20261201)
+    assert two.name != one.name and two.data == one.data and two.distill == one.distill
+    export = re.search(r'LITE_EPOCHS:-(\d+)\}; do ckpts\+=\("([^"]+)"', script)
+    assert export.group(2) == f"{two.output_dir}/{two.name}/epoch-$e.pt" and int(export.group(1)) == two.epochs - 1
+
+
 def test_config_overrides_reach_list_items():
     """scripts/train_lite.sh points the recipe's two datasets at another shared folder by index."""
     from sparsett_core.train.config import load_config
@@ -218,7 +238,7 @@ def test_config_overrides_reach_list_items():
 # the 2-core AMD EPYC (Zen 4), torch 2.13.0+cpu, one thread: success AUC CROSSING_MEASURED on
 # otb_crossing with its own preset. The floor leaves a margin for other CPUs / BLAS builds (the run
 # is deterministic on one machine); a model that loses the pedestrian scores about 0.2.
-CROSSING_MEASURED = 0.627
+CROSSING_MEASURED = 0.629
 CROSSING_AUC_FLOOR = 0.55
 MAX_DEFAULT_MB = 5.0
 

@@ -12,9 +12,9 @@ import yaml
 
 from node_graph import REPO
 
-# scripts/demo.sh's scene, 15 frames, every frame tracked, shipped weights: measured 0.611 on 2026-11-30
-# (SparseTT-Lite v2 default.pt, AMD EPYC Zen 4, 1 inference thread); floor = measured - 0.05
-DEMO_MEAN_IOU_FLOOR = 0.56
+# scripts/demo.sh's scene, 15 frames, every frame tracked, shipped weights: measured 0.592 on 2026-11-30
+# (SparseTT-Lite v2 default.pt of run E, AMD EPYC Zen 4, 1 inference thread); floor = measured - 0.05
+DEMO_MEAN_IOU_FLOOR = 0.542
 
 
 def test_bag_from_video_writes_images_and_groundtruth_that_read_back(sequences_dir, tmp_path):
