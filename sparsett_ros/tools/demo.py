@@ -336,15 +336,14 @@ def main(argv: list[str] | None = None) -> None:
             published[t] = wall
 
         # The first frame goes out on a just-matched publisher to a best-effort subscription, and
-        # can be lost: resend it until the node answers (a duplicate is counted as received).
+        # can be lost: resend it until the node answers.
         publishers: dict = {}
-        t0, first_sends = info.stamps_ns[0], 0
+        t0 = info.stamps_ns[0]
         while t0 not in recorder.detections:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"demo: timed out after {args.timeout:.0f} s waiting for the first frame")
             replay(node, bag, rate=0, topics=[IMAGE_TOPIC], limit=1, on_publish=record,
                    wait_s=max(deadline - time.monotonic(), 0.0), publishers=publishers)
-            first_sends += 1
             try:
                 recorder.wait(lambda: t0 in recorder.detections, 2.0, "the first frame")
             except TimeoutError:
@@ -353,9 +352,10 @@ def main(argv: list[str] | None = None) -> None:
         init_pub.publish(make_init_msg(init_box, header))
         recorder.wait(lambda: recorder.status is not None and recorder.status.state_name == "TRACKING",
                       args.timeout, "TRACKING")
+        before = recorder.status.frames_received  # the first frame, once or more if it was resent
         start = time.monotonic()
         replay(node, bag, rate=1.0, topics=[IMAGE_TOPIC], skip=1, on_publish=record, publishers=publishers)
-        total = len(info.stamps_ns) + first_sends - 1
+        total = before + len(info.stamps_ns) - 1
         recorder.wait(lambda: recorder.status.frames_received >= total
                       and recorder.status.frames_processed + recorder.status.frames_dropped
                       + recorder.status.inputs_rejected >= recorder.status.frames_received,
