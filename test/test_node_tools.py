@@ -62,8 +62,9 @@ def test_bag_replay_reads_messages_in_order_with_skip_and_limit(sequences_dir, t
 
 
 def test_bag_replay_in_parts_reuses_one_matched_publisher(ros_context, sequences_dir, tmp_path):
-    """The demo replays the first frame, then the rest: one publisher, so the rest reaches a
-    best-effort subscriber that has already matched it (a fresh publisher's first messages can be lost)."""
+    """The demo resends the first frame until it is received, then replays the rest: one publisher,
+    so the rest reaches a best-effort subscriber that has already matched it (a fresh publisher's
+    first messages can be lost)."""
     import time
 
     import rclpy
@@ -72,7 +73,7 @@ def test_bag_replay_in_parts_reuses_one_matched_publisher(ros_context, sequences
     from sensor_msgs.msg import Image
 
     from sparsett_ros.tools.bag_from_video import read_frames, write_image_bag
-    from sparsett_ros.tools.bag_replay import replay
+    from sparsett_ros.tools.bag_replay import replay, resend_first
 
     info = write_image_bag(tmp_path / "bag", read_frames(sequences_dir / "vot_bag" / "img", 6), rate=50.0)
     node = rclpy.create_node("replay_parts", context=ros_context)
@@ -83,18 +84,16 @@ def test_bag_replay_in_parts_reuses_one_matched_publisher(ros_context, sequences
     executor.add_node(node)
     publishers: dict = {}
 
-    def spin_until(done, timeout=10.0):
+    def spin_until(done, timeout=10.0) -> bool:
         end = time.monotonic() + timeout
         while not done() and time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
+        return bool(done())
 
     try:
-        for _ in range(50):  # resend the first frame until it arrives, as the demo does
-            replay(node, tmp_path / "bag", rate=0, limit=1, publishers=publishers)
-            spin_until(lambda: bool(got), 0.5)
-            if got:
-                break
-        assert got and set(got) == {info.stamps_ns[0]}
+        resend_first(node, tmp_path / "bag", lambda s: spin_until(lambda: bool(got), s), 25.0,
+                     publishers=publishers, every_s=0.5)
+        assert set(got) == {info.stamps_ns[0]}  # only the first frame, once or more
         first = list(publishers.values())
         assert replay(node, tmp_path / "bag", rate=0, skip=1, publishers=publishers) == 5
         assert list(publishers.values()) == first and len(first) == 1  # no new publisher for the rest

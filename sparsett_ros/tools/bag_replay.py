@@ -94,6 +94,35 @@ def replay(node: Any, bag: str | Path, rate: float = 1.0, topics: Iterable[str] 
     return count
 
 
+def resend_first(node: Any, bag: str | Path, received: Callable[[float], bool], timeout: float,
+                 topics: Iterable[str] | None = None, publishers: dict[str, Any] | None = None,
+                 on_publish: Callable[[str, int, float], None] | None = None, every_s: float = 2.0) -> int:
+    """Publish the bag's first (selected) message, again every `every_s`, until it is received.
+
+    A just-matched publisher's first message to a best-effort subscription can be lost; a caller
+    that needs that one message (the demo's first frame, before its initial box) resends it.
+
+    Args:
+        received: waits up to the given seconds for the receiver's answer; True once it came.
+        timeout: give up after this many seconds (TimeoutError).
+        publishers: as in `replay`; pass the same dict to the replay of the rest.
+
+    Returns:
+        How many times the message was sent.
+    """
+    deadline = time.monotonic() + timeout
+    sends = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no answer to the first message of {bag} within {timeout:.0f} s")
+        replay(node, bag, rate=0, topics=topics, limit=1, on_publish=on_publish, wait_s=remaining,
+               publishers=publishers)
+        sends += 1
+        if received(max(min(every_s, deadline - time.monotonic()), 0.0)):
+            return sends
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bag_replay", description=__doc__.split("\n")[0])
     parser.add_argument("bag", help="bag folder (sqlite3 or MCAP)")

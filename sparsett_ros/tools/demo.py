@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import Header
 
-    from sparsett_ros.tools.bag_replay import replay
+    from sparsett_ros.tools.bag_replay import replay, resend_first
     from sparsett_ros.tools.select_target import make_init_msg
 
     rclpy.init()
@@ -335,19 +335,15 @@ def main(argv: list[str] | None = None) -> None:
         def record(_topic: str, t: int, wall: float) -> None:
             published[t] = wall
 
-        # The first frame goes out on a just-matched publisher to a best-effort subscription, and
-        # can be lost: resend it until the node answers.
-        publishers: dict = {}
+        publishers: dict = {}  # one image publisher for both parts of the replay
         t0 = info.stamps_ns[0]
-        while t0 not in recorder.detections:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"demo: timed out after {args.timeout:.0f} s waiting for the first frame")
-            replay(node, bag, rate=0, topics=[IMAGE_TOPIC], limit=1, on_publish=record,
-                   wait_s=max(deadline - time.monotonic(), 0.0), publishers=publishers)
-            try:
-                recorder.wait(lambda: t0 in recorder.detections, 2.0, "the first frame")
-            except TimeoutError:
-                pass
+
+        def first_answered(wait_s: float) -> bool:
+            with recorder.cond:
+                return recorder.cond.wait_for(lambda: t0 in recorder.detections, wait_s)
+
+        resend_first(node, bag, first_answered, max(deadline - time.monotonic(), 0.0), topics=[IMAGE_TOPIC],
+                     publishers=publishers, on_publish=record)
         header = Header(stamp=recorder.detections[t0][0].header.stamp, frame_id="camera")
         init_pub.publish(make_init_msg(init_box, header))
         recorder.wait(lambda: recorder.status is not None and recorder.status.state_name == "TRACKING",
