@@ -20,7 +20,7 @@ import contextlib
 import copy
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -115,22 +115,29 @@ class OrtSteps:
         """z (B, 3, Z, Z) float32 -> [k_0, v_0, ...] cross-attention keys/values (B, nH, Lz, hd)."""
         return self._template.run(None, {"z": np.ascontiguousarray(z, dtype=np.float32)})
 
-    def track(self, x: np.ndarray, kv: Sequence[np.ndarray]) -> np.ndarray:
-        """x (B, 3, X, X) float32 + keys/values -> packed maps (B, L, 5) float32."""
+    def track(self, x: np.ndarray, kv: Sequence[np.ndarray],
+              attention: Callable[[int, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """x (B, 3, X, X) float32 + keys/values -> packed maps (B, L, 5) float32.
+
+        ``attention(i, logits)`` -> weights replaces decoder layer i's top-k softmax ("split" only;
+        ``check_export`` uses it to give every layer torch's selection of keys).
+        """
         x = np.ascontiguousarray(x, dtype=np.float32)
         if self.manifest.form == "whole":
             feed = {"x": x, **{f"{t}{i}": kv[2 * i + j] for i in range(self.manifest.num_layers)
                                for j, t in enumerate(("k", "v"))}}
             return self._track[0].run(None, feed)[0]
-        def attention(logits: np.ndarray) -> np.ndarray:  # no top_k: the dense decoder's plain softmax
+        if attention is None:
             k = self.manifest.top_k
-            return topk_softmax_np(logits, k if k is not None else logits.shape[-1])
+
+            def attention(i: int, logits: np.ndarray) -> np.ndarray:  # no top_k: the plain softmax
+                return topk_softmax_np(logits, k if k is not None else logits.shape[-1])
 
         f_x, y, logits, v = self._track[0].run(None, {"x": x})
         for i, sess in enumerate(self._track[1:-1], start=1):
-            y, logits, v = sess.run(None, {"y": y, "attn": attention(logits), "v": v, "k": kv[2 * i - 2],
-                                           "vv": kv[2 * i - 1]})
-        attn = attention(logits)
+            y, logits, v = sess.run(None, {"y": y, "attn": attention(i - 1, logits), "v": v,
+                                           "k": kv[2 * i - 2], "vv": kv[2 * i - 1]})
+        attn = attention(len(self._track) - 2, logits)
         return self._track[-1].run(None, {"y": y, "attn": attn, "v": v, "k": kv[-2], "vv": kv[-1], "f_x": f_x})[0]
 
 
