@@ -133,13 +133,14 @@ def test_partition_topk_export_is_refused(lite, tmp_path):
     assert not (tmp_path / "bad" / "sparsett_onnx.json").exists()
 
 
-def test_a_graph_that_computes_something_else_is_refused(lite, tmp_path):
+@pytest.mark.parametrize("form", ["split", "whole"])
+def test_a_graph_that_computes_something_else_is_refused(lite, tmp_path, form):
     """The check runs the graphs on inputs other than the traced ones: a model changed after the
-    export (as a baked-in constant would change it) fails it."""
+    export (as a baked-in constant would change it) fails it, in both forms."""
     import copy
 
     with lite.torch_topk():
-        export_onnx(lite, tmp_path / "ok")
+        export_onnx(lite, tmp_path / "ok", form)
     other = copy.deepcopy(lite)
     with torch.no_grad():
         other.head.conv_branch_reg.conv.weight.mul_(1.5)
@@ -316,3 +317,28 @@ def test_a_right_export_whose_top_k_choice_differs_from_torch_is_kept(lite, tmp_
         _, boxes = tied.track(x, tied.template(z))
     maps = steps.track(x.numpy(), steps.template(z.numpy()))
     assert np.abs(maps[..., 1:] - boxes.numpy()).max() > 1.0
+
+
+@pytest.mark.parametrize("form, kept", [("whole", True), ("split", False)])
+def test_a_few_far_off_grid_points_are_tolerated_only_where_the_top_k_is_inside_the_graph(
+        lite, tmp_path, monkeypatch, form, kept):
+    """A "whole" graph's ONNX TopK cannot be given torch's choice of keys, so a swap at the top-k
+    boundary shows as a few grid points far off (random Swin-T on a Xeon: up to 1.4 % of them,
+    45 px); its check looks at the 95th percentile. A "split" check shares the choice and stays
+    strict. Simulated: 1 % of the grid points 20 px off."""
+    with lite.torch_topk():
+        export_onnx(lite, tmp_path / form, form)
+    track = ort_engine.OrtSteps.track
+
+    def swapped(self, x, kv, attention=None):
+        maps = track(self, x, kv, attention).copy()
+        n = max(1, maps.shape[1] // 100)
+        maps[:, :n, 1:] += 20.0
+        return maps
+
+    monkeypatch.setattr(ort_engine.OrtSteps, "track", swapped)
+    if kept:
+        assert check_export(lite, tmp_path / form)["box"] < 1.0
+    else:
+        with pytest.raises(ExportError, match="do not compute"):
+            check_export(lite, tmp_path / form)

@@ -48,6 +48,7 @@ CHECK_ATTN = 1e-4  # numpy vs torch top-k softmax on the same logits: float32 ro
 # Untrained weights put boxes ~2e4 px outside the crop; float32 rounding is relative there, so the
 # box tolerance grows to this fraction of the largest |box| (seen: 1.35 px at 2.9e4 px, Swin-T).
 CHECK_BOX_REL = 1e-4
+CHECK_WHOLE_QUANTILE = 0.95  # "whole" exports: the box difference at this quantile of grid points
 
 
 class ExportError(RuntimeError):
@@ -287,10 +288,13 @@ def check_export(model: SparseTT, folder: str | Path, seeds: tuple[int, ...] = (
     can swap keys at the boundary of a row's top-k, and later layers amplify a swap: on random
     Swin-T weights on a Sapphire Rapids Xeon, up to 15 px on a box, an export that is right.
     Sharing the selection separates such swaps from a wrong graph. "whole" exports keep the
-    top-k inside the graph and are compared end to end.
+    top-k inside the graph, where torch's choice cannot be given; they are compared end to end,
+    their boxes at the CHECK_WHOLE_QUANTILE of grid points: a swap moves a few points (random
+    Swin-T, Xeon: up to 1.4 %, 45 px), a wrong graph most of them (head weights x1.01: 47-74 %).
 
     Returns:
-        the largest differences: "kv", "attn" (numpy top-k softmax, "split"), "score", "box" (crop px).
+        the largest differences: "kv", "attn" (numpy top-k softmax, "split"), "score", "box" (crop
+        px; "whole": at the CHECK_WHOLE_QUANTILE of grid points).
     Raises:
         ExportError: a difference above CHECK_KV / CHECK_ATTN / CHECK_SCORE / CHECK_BOX_PX (or
             CHECK_BOX_REL of the largest box; the graph does not compute what the model computes),
@@ -322,13 +326,16 @@ def check_export(model: SparseTT, folder: str | Path, seeds: tuple[int, ...] = (
             maps = steps.track(x.numpy(), kv, (lambda i, logits: _masked_softmax(logits, keeps[i])) if split else None)
             worst["kv"] = max(worst["kv"], max(float(np.abs(a - b).max()) for a, b in zip(kv, ref_kv)))
             worst["score"] = max(worst["score"], float(np.abs(maps[..., 0] - score.numpy()).max()))
-            worst["box"] = max(worst["box"], float(np.abs(maps[..., 1:] - boxes.numpy()).max()))
+            box_off = np.abs(maps[..., 1:] - boxes.numpy()).max(-1)  # (B, L) per grid point
+            box_off = box_off.max() if split else np.quantile(box_off, CHECK_WHOLE_QUANTILE)
+            worst["box"] = max(worst["box"], float(box_off))
             box_tol = max(box_tol, CHECK_BOX_REL * float(boxes.abs().max()))
     if (worst["kv"] > CHECK_KV or worst["attn"] > CHECK_ATTN or worst["score"] > CHECK_SCORE
             or worst["box"] > box_tol):
         raise ExportError(f"the ONNX graphs in {folder} do not compute what the model computes on new inputs "
                           f"(max |kv| {worst['kv']:.2e}, |attn| {worst['attn']:.2e}, |score| {worst['score']:.2e}, "
-                          f"|box| {worst['box']:.3f} px); the export was refused")
+                          f"|box| {worst['box']:.3f} px{'' if split else f' at {CHECK_WHOLE_QUANTILE:.0%} of grid points'}); "
+                          "the export was refused")
     return worst
 
 
