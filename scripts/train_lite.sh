@@ -12,11 +12,12 @@
 # Two stages, both config/train/lite_v2.yaml (docs/lite.md has the choices behind them):
 #   1. NanoTrack v2's backbone (frozen), distillation from NanoTrack v2 (its head ONNX runs in the
 #      data worker), the 23 training sequences of the held-out split (the validation videos are
-#      excluded there), 30 epochs; about 85 minutes on a 2-core AMD EPYC (Zen 4).
+#      excluded there), 30 epochs; about 85 minutes on a 2-core AMD EPYC (Zen 4), 62 on a 2-core
+#      Sapphire Rapids-class Xeon.
 #   2. from stage 1's epoch 29, 10 more epochs with the backbone unfrozen (lr 1.5e-4, backbone lr
-#      x0.1, x0.3 at epochs 6 and 8); about 45 minutes there. Its epoch 9 is the shipped file.
-# Training is deterministic with one thread, so the defaults are meant to give the shipped file
-# again (see docs/lite.md for what was and was not re-verified).
+#      x0.1, x0.3 at epochs 6 and 8); about 45 minutes there (Xeon: 41). Its epoch 9 is the shipped file.
+# Training is deterministic with one thread on one machine kind; another CPU rounds differently
+# and gives a model of the same quality, not the same file (docs/lite.md: the Xeon rerun).
 # SparseTT-Lite v1 (EfficientNet-Lite0): config/train/lite.yaml, see docs/lite.md.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
