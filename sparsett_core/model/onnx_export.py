@@ -323,7 +323,8 @@ def check_export(model: SparseTT, folder: str | Path, seeds: tuple[int, ...] = (
             worst["attn"] = max(worst["attn"], attn_np)
             kv = steps.template(z.numpy())
             ref_kv = [t.numpy() for pair in feats.cross_kv for t in pair]
-            maps = steps.track(x.numpy(), kv, (lambda i, logits: _masked_softmax(logits, keeps[i])) if split else None)
+            torch_choice = (lambda i, logits: _masked_softmax(logits, keeps[i])) if split else None
+            maps = steps.track(x.numpy(), kv, torch_choice)
             worst["kv"] = max(worst["kv"], max(float(np.abs(a - b).max()) for a, b in zip(kv, ref_kv)))
             worst["score"] = max(worst["score"], float(np.abs(maps[..., 0] - score.numpy()).max()))
             box_off = np.abs(maps[..., 1:] - boxes.numpy()).max(-1)  # (B, L) per grid point
@@ -332,10 +333,10 @@ def check_export(model: SparseTT, folder: str | Path, seeds: tuple[int, ...] = (
             box_tol = max(box_tol, CHECK_BOX_REL * float(boxes.abs().max()))
     if (worst["kv"] > CHECK_KV or worst["attn"] > CHECK_ATTN or worst["score"] > CHECK_SCORE
             or worst["box"] > box_tol):
+        where = "" if split else f" at {CHECK_WHOLE_QUANTILE:.0%} of grid points"
         raise ExportError(f"the ONNX graphs in {folder} do not compute what the model computes on new inputs "
                           f"(max |kv| {worst['kv']:.2e}, |attn| {worst['attn']:.2e}, |score| {worst['score']:.2e}, "
-                          f"|box| {worst['box']:.3f} px{'' if split else f' at {CHECK_WHOLE_QUANTILE:.0%} of grid points'}); "
-                          "the export was refused")
+                          f"|box| {worst['box']:.3f} px{where}); the export was refused")
     return worst
 
 
