@@ -202,6 +202,77 @@ def test_synthetic_motion_moves_the_box_with_the_pasted_target():
     assert paste_target(tiny, background, np.random.default_rng(0)) is tiny  # too small to cut: unchanged
 
 
+def test_free_region_is_a_filtered_rectangle_of_the_frame_in_both_boxes():
+    from sparsett_core.train.sampler import Pair, SamplerParams, free_region
+
+    frame = np.zeros((240, 320, 3), np.uint8)
+    box = np.array([150., 100., 197., 131.])  # 48 x 32
+    pair = Pair(frame, box, frame, box.copy(), False)
+    params = SamplerParams(min_area_rate=0.001, max_area_rate=0.6, max_aspect=10.0)
+    places = set()
+    for seed in range(20):
+        out = free_region(pair, np.random.default_rng(seed), params)
+        x0, y0, x1, y1 = out.box_z
+        assert np.array_equal(out.box_x, out.box_z) and out.image_z is frame and not out.negative
+        assert 0 <= x0 < x1 <= 319 and 0 <= y0 < y1 <= 239
+        w, h = x1 - x0 + 1, y1 - y0 + 1
+        assert 0.6 / 1.5 - 1e-9 <= w / 48 <= 1.4 * 1.5 + 1e-9 and 0.6 / 1.5 - 1e-9 <= h / 32 <= 1.4 * 1.5 + 1e-9
+        assert w * h <= 0.6 * 240 * 320 and max(w / h, h / w) < 10
+        places.add((round(x0, -1), round(y0, -1)))
+    assert len(places) > 10  # anywhere in the frame, not around the target
+    assert free_region(pair, np.random.default_rng(0), SamplerParams(min_area_rate=0.59)) is None  # nothing passes
+
+
+def test_unlabelled_pairs_are_trained_by_the_teacher_only(train_dir, nanotrack_dir):
+    """``data.unlabelled_prob``: a positive pair becomes a random region of its frames whose ground
+    truth is ignored everywhere; the teacher's targets (computed on the very crops) train it."""
+    from sparsett_core.train.config import load_config
+    from sparsett_core.train.data import PairDataset, build_sources, crop_params, sampler_params
+    from sparsett_core.train.distill import NanoTrackTeacher, distill_loss
+    from sparsett_core.train.losses import sparsett_loss
+    from sparsett_core.train.sampler import PairSampler
+
+    pytest.importorskip("onnxruntime", reason="the teacher's head runs with onnxruntime")
+    teacher_files = {"distill.backbone": str(nanotrack_dir / "nanotrackv2_state_dict.pt"),
+                     "distill.head": str(nanotrack_dir / "onnx_v2" / "nanotrack_head_sim.onnx")}
+    data = {"data.datasets": [{"kind": "sequences", "root": str(train_dir), "subset": "", "max_gap": 40}],
+            "data.cache_dir": str(REPO / ".pytest_cache"), "data.unlabelled_prob": 1.0}
+    with pytest.raises(ValueError, match="needs distillation"):
+        load_config(LITE_V2_YAML, {**data, "distill.backbone": "", "distill.head": ""})
+    with pytest.raises(ValueError, match=r"unlabelled_prob must be in \[0, 1\]"):
+        load_config(LITE_V2_YAML, {**data, **teacher_files, "data.unlabelled_prob": 1.5})
+    cfg = load_config(LITE_V2_YAML, {**data, **teacher_files})
+    mcfg = lite_v2_config()
+    sampler = PairSampler(build_sources(cfg.data), sampler_params(cfg.data))
+    with pytest.raises(ValueError, match="need a distillation teacher"):
+        PairDataset(sampler, crop_params(cfg.data), cfg.seed, mcfg.score_size, mcfg.total_stride, unlabelled_prob=0.5)
+
+    def dataset(prob):
+        return PairDataset(sampler, crop_params(cfg.data), cfg.seed, mcfg.score_size, mcfg.total_stride,
+                           cfg.data.augment, offset=mcfg.grid_offset, teacher=NanoTrackTeacher(cfg.distill),
+                           unlabelled_prob=prob)
+
+    items = [dataset(1.0)[k] for k in range(10)]
+    labelled = [dataset(0.0)[k] for k in range(10)]
+    positives = [k for k, it in enumerate(labelled) if not it["negative"]]
+    assert positives and all(labelled[k]["negative"] == items[k]["negative"] for k in range(10))
+    for k in positives:  # the same pair index: its frames were drawn first, then turned unlabelled
+        assert (items[k]["cls_gt"] == -1).all() and not items[k]["box_gt"].any()
+        assert (labelled[k]["cls_gt"] == 1).any()
+        assert items[k]["t_score"].shape == (256, 1) and np.isfinite(items[k]["t_box"]).all()
+    assert any((items[k]["cls_gt"] == 0).any() for k in range(10) if items[k]["negative"])  # negatives unchanged
+    batch = {key: torch.from_numpy(np.stack([items[k][key] for k in positives])) for key in items[0]}
+    torch.manual_seed(0)
+    model = SparseTT(mcfg).train()
+    x = batch["x"].float().requires_grad_(True)
+    out = model(batch["z"].float(), x)
+    gt, _ = sparsett_loss(out, batch["cls_gt"], batch["box_gt"], 1.0, cfg.loss)
+    teacher, _ = distill_loss(out, batch["t_score"], batch["t_box"], 1.0, cfg.distill)
+    assert gt.item() == 0.0 and teacher.item() > 0
+    teacher.backward()
+    assert x.grad.abs().sum() > 0  # the teacher's terms reach the network
+
+
 def test_train_script_stage_two_continues_stage_one():
     """scripts/train_lite.sh: stage 2 starts from stage 1's last epoch, and the export reads stage 2's last."""
     import re

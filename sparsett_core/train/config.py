@@ -70,6 +70,9 @@ class DataConfig:
         num_workers: DataLoader worker processes per rank (decode + crop with OpenCV).
         cache_dir: where dataset indexes are cached ("" = ~/.cache/sparsett/train_index).
         augment: extra augmentation for small datasets (photometric.PairAugment; off by default).
+        unlabelled_prob: probability that a positive pair becomes an *unlabelled* pair (a random
+            region of its frames, ``sampler.free_region``), trained by the distillation teacher's
+            targets only (needs ``distill``; 0 = off).
     """
 
     datasets: tuple[DatasetSpec, ...] = (DatasetSpec(kind="got10k", root="datasets/GOT-10k"),)
@@ -87,8 +90,11 @@ class DataConfig:
     num_workers: int = 8
     cache_dir: str = ""
     augment: PairAugment = field(default_factory=PairAugment)
+    unlabelled_prob: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.unlabelled_prob <= 1.0:
+            raise ValueError(f"data.unlabelled_prob must be in [0, 1], got {self.unlabelled_prob}")
         if not self.datasets:
             raise ValueError("data.datasets is empty: list at least one training source")
         if self.gap_mode not in ("bounded", "official"):
@@ -185,6 +191,9 @@ class TrainConfig:
             raise ValueError(f"amp must be 'none', 'bf16' or 'fp16', got {self.amp!r}")
         if self.grad_accum < 1 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError("batch_size, grad_accum and epochs must be >= 1")
+        if self.data.unlabelled_prob > 0 and not self.distill.enabled:
+            raise ValueError("data.unlabelled_prob > 0 needs distillation (distill.backbone and distill.head): "
+                             "unlabelled pairs are trained by the teacher's targets only")
 
     def micro_batch(self, world_size: int) -> int:
         """Per-rank micro-batch size; the global batch must split evenly.

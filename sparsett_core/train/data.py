@@ -20,7 +20,7 @@ from sparsett_core.tracker.crop import IMAGENET_STD_RGB as STD_RGB
 
 from .config import DataConfig
 from .datasets import load_index
-from .sampler import PairSampler, SamplerParams, Source
+from .sampler import PairSampler, SamplerParams, Source, free_region
 from .photometric import PairAugment, after_crop, before_crop, paste_target
 from .targets import dense_target
 from .transforms import CropParams, crop_pair
@@ -57,12 +57,17 @@ class PairDataset(Dataset):
 
     Item ``k`` is a dict: ``z`` (3, Z, Z) uint8 BGR, ``x`` (3, X, X) uint8 BGR,
     ``cls_gt`` (L, 1) float32, ``box_gt`` (L, 4) float32 (crop pixels), ``negative`` bool, and with a
-    distillation teacher ``t_score`` (L, 1), ``t_box`` (L, 4).
+    distillation teacher ``t_score`` (L, 1), ``t_box`` (L, 4). An unlabelled pair (``unlabelled_prob``,
+    teacher needed) has ``cls_gt`` -1 (ignored) everywhere: only the teacher's targets train it.
     """
 
     def __init__(self, sampler: PairSampler, crop: CropParams, seed: int, score_size: int = 19,
                  stride: int = 16, augment: PairAugment = PairAugment(), offset: int | None = None,
-                 teacher: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+                 teacher: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+                 unlabelled_prob: float = 0.0) -> None:
+        if unlabelled_prob > 0 and teacher is None:
+            raise ValueError("unlabelled pairs need a distillation teacher (nothing else can train them)")
+        self.unlabelled_prob = unlabelled_prob
         self.augment = augment  # extra augmentation (photometric.py), off by default
         self.offset = offset  # crop pixel of grid point 0 (ModelConfig.grid_offset)
         self.teacher = teacher  # distillation: (crop_z, crop_x) -> teacher score (L, 1), boxes (L, 4)
@@ -78,13 +83,20 @@ class PairDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(index)])
         pair = self.sampler.sample(rng)
-        if self.augment.paste_prob > 0 and rng.random() < self.augment.paste_prob and not pair.negative:
+        unlabelled = False
+        if self.unlabelled_prob > 0 and not pair.negative and rng.random() < self.unlabelled_prob:
+            free = free_region(pair, rng, self.sampler.params)
+            pair, unlabelled = (free, True) if free is not None else (pair, False)
+        if not unlabelled and self.augment.paste_prob > 0 and rng.random() < self.augment.paste_prob and not pair.negative:
             pair = paste_target(pair, self.sampler.sample(rng).image_x, rng)  # another sequence's frame
         pair = before_crop(pair, rng, self.augment)
         crop_z, crop_x, _, box_x = crop_pair(pair.image_z, pair.box_z, pair.image_x, pair.box_x, self.crop, rng)
         crop_z, crop_x, box_x = after_crop(crop_z, crop_x, box_x, rng, self.augment)
         cls_gt, box_gt = dense_target(box_x, pair.negative, self.score_size, self.stride, self.crop.x_size,
                                       self.offset)
+        if unlabelled:
+            cls_gt = np.full_like(cls_gt, -1.0)
+            box_gt = np.zeros_like(box_gt)
         item = {"z": np.ascontiguousarray(crop_z.transpose(2, 0, 1)),
                 "x": np.ascontiguousarray(crop_x.transpose(2, 0, 1)),
                 "cls_gt": cls_gt, "box_gt": box_gt, "negative": np.bool_(pair.negative)}

@@ -249,7 +249,8 @@ class Trainer:
         sampler = PairSampler(sources, sampler_params(cfg.data))
         teacher = NanoTrackTeacher(cfg.distill, mcfg.x_size, mcfg.total_stride) if cfg.distill.enabled else None
         self.dataset = PairDataset(sampler, crop_params(cfg.data), cfg.seed, mcfg.score_size, mcfg.total_stride,
-                                   cfg.data.augment, offset=mcfg.grid_offset, teacher=teacher)
+                                   cfg.data.augment, offset=mcfg.grid_offset, teacher=teacher,
+                                   unlabelled_prob=cfg.data.unlabelled_prob)
         self.batch_sampler = ShardedBatchSampler(cfg.data.pairs_per_epoch, cfg.batch_size, self.micro_batch,
                                                  self.steps, Shard(info.rank, info.world_size), cfg.grad_accum)
         self.loader = build_loader(self.dataset, self.batch_sampler, cfg.data.num_workers,

@@ -13,7 +13,7 @@ from video_analyst: no upper bound, so i2 can be any later frame). Here ``gap_mo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence as Seq
 
 import cv2
@@ -156,3 +156,27 @@ class PairSampler:
             f"no training pair passed the box filter in {MAX_DRAWS} draws (area rate in "
             f"({self.params.min_area_rate}, {self.params.max_area_rate}), aspect < {self.params.max_aspect}); "
             "check the boxes of the datasets or relax the filter in the config")
+
+
+def free_region(pair: Pair, rng: np.random.Generator, params: SamplerParams, tries: int = 10) -> Pair | None:
+    """An *unlabelled* pair: a random region of the template frame instead of the annotated target.
+
+    The region has the target's size times ``U(0.6, 1.4)`` and an aspect ratio changed by up to
+    1.5x, anywhere in the frame; the search box is the same frame rectangle (where the region is
+    if nothing moved). Nobody knows where the region really went: such a pair is trained by the
+    distillation teacher's targets only (``DataConfig.unlabelled_prob``), which teaches matching
+    on whatever the frames show rather than on the annotated targets alone.
+
+    Returns:
+        the pair with both boxes replaced, or None if no region passed the box filter.
+    """
+    H, W = pair.image_z.shape[:2]
+    gw, gh = pair.box_z[2] - pair.box_z[0] + 1, pair.box_z[3] - pair.box_z[1] + 1
+    for _ in range(tries):
+        s, a = rng.uniform(0.6, 1.4), np.exp(rng.uniform(-np.log(1.5), np.log(1.5)))
+        w, h = min(gw * s * a, 0.9 * W), min(gh * s / a, 0.9 * H)
+        x0, y0 = rng.uniform(0, W - w), rng.uniform(0, H - h)
+        if w >= 8 and h >= 8 and box_passes(np.array([x0, y0, w, h]), pair.image_z.shape, params):
+            box = xywh_to_xyxy(np.array([x0, y0, w, h]))
+            return replace(pair, box_z=box, box_x=box.copy())
+    return None
