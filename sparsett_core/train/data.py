@@ -86,7 +86,8 @@ class PairDataset(Dataset):
         unlabelled = False
         if self.unlabelled_prob > 0 and not pair.negative and rng.random() < self.unlabelled_prob:
             free = free_region(pair, rng, self.sampler.params)
-            pair, unlabelled = (free, True) if free is not None else (pair, False)
+            if free is not None:
+                pair, unlabelled = free, True
         if not unlabelled and self.augment.paste_prob > 0 and rng.random() < self.augment.paste_prob and not pair.negative:
             pair = paste_target(pair, self.sampler.sample(rng).image_x, rng)  # another sequence's frame
         pair = before_crop(pair, rng, self.augment)

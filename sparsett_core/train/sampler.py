@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from .datasets import Sequence
-from .transforms import xywh_to_xyxy
+from .transforms import xywh_to_xyxy, xyxy_to_cxywh
 
 MAX_DRAWS = 100
 
@@ -171,7 +171,7 @@ def free_region(pair: Pair, rng: np.random.Generator, params: SamplerParams, tri
         the pair with both boxes replaced, or None if no region passed the box filter.
     """
     H, W = pair.image_z.shape[:2]
-    gw, gh = pair.box_z[2] - pair.box_z[0] + 1, pair.box_z[3] - pair.box_z[1] + 1
+    gw, gh = xyxy_to_cxywh(pair.box_z)[2:]
     for _ in range(tries):
         s, a = rng.uniform(0.6, 1.4), np.exp(rng.uniform(-np.log(1.5), np.log(1.5)))
         w, h = min(gw * s * a, 0.9 * W), min(gh * s / a, 0.9 * H)
