@@ -13,7 +13,7 @@
 #   1. NanoTrack v2's backbone (frozen), distillation from NanoTrack v2 (its head ONNX runs in the
 #      data worker), the 23 training sequences of the held-out split (the validation videos are
 #      excluded there), 30 epochs; about 85 minutes on a 2-core AMD EPYC (Zen 4), 62 on a 2-core
-#      Sapphire Rapids-class Xeon.
+#      Sapphire Rapids-class Xeon (model 167; a model-207 VM of the same class took 1.5x longer).
 #   2. from stage 1's epoch 29, 10 more epochs with the backbone unfrozen (lr 1.5e-4, backbone lr
 #      x0.1, x0.3 at epochs 6 and 8); about 45 minutes there (Xeon: 41). Its epoch 9 is the shipped file.
 # Training is deterministic with one thread on one machine kind; another CPU rounds differently
