@@ -2,12 +2,15 @@
 # Retrain SparseTT-Lite v2 (the shipped default weights) from scratch on CPU, then export the
 # shippable fp16 checkpoint. Usage (from anywhere):
 #
-#   scripts/train_lite.sh [SHARED_DIR] [OUT_CHECKPOINT]
+#   scripts/train_lite.sh [SHARED_DIR] [OUT_CHECKPOINT] [--set KEY=VALUE ...]
 #
 #   SHARED_DIR      the folder holding data/train, data/train_extra and weights/nanotrack
 #                   (default: ../shared beside the checkout)
 #   OUT_CHECKPOINT  where the exported model goes (default: work_dir/train/sparsett-lite-v2/lite_v2_fp16.pt;
 #                   copy it to sparsett_core/weights/default.pt to ship it)
+#   --set KEY=VALUE an experiment: a config override given to both stages (repeatable), e.g.
+#                   --set data.unlabelled_prob=0.3; stage 2's own overrides below come after it.
+#                   The runs still write work_dir/train/sparsett-lite-v2{,-ft}: move a previous run away.
 #
 # Two stages, both config/train/lite_v2.yaml (docs/lite.md has the choices behind them):
 #   1. NanoTrack v2's backbone (frozen), distillation from NanoTrack v2 (its head ONNX runs in the
@@ -22,8 +25,20 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-SHARED="${1:-../shared}"
-OUT="${2:-work_dir/train/sparsett-lite-v2/lite_v2_fp16.pt}"
+usage="usage: scripts/train_lite.sh [SHARED_DIR] [OUT_CHECKPOINT] [--set KEY=VALUE ...]"
+positional=() experiment=()
+while (( $# )); do
+  case "$1" in
+    --set) [[ $# -ge 2 && "$2" == *=* ]] || { echo "train_lite.sh: --set needs KEY=VALUE; $usage" >&2; exit 2; }
+           experiment+=(--set "$2"); shift 2 ;;
+    -h|--help) echo "$usage"; exit 0 ;;
+    -*) echo "train_lite.sh: unknown option $1; $usage" >&2; exit 2 ;;
+    *) positional+=("$1"); shift ;;
+  esac
+done
+(( ${#positional[@]} <= 2 )) || { echo "train_lite.sh: too many arguments; $usage" >&2; exit 2; }
+SHARED="${positional[0]:-../shared}"
+OUT="${positional[1]:-work_dir/train/sparsett-lite-v2/lite_v2_fp16.pt}"
 if [[ -f .venv/bin/activate ]]; then . .venv/bin/activate; fi
 for need in data/train data/train_extra weights/nanotrack/nanotrackv2_state_dict.pt weights/nanotrack/onnx_v2/nanotrack_head_sim.onnx; do
   [[ -e "$SHARED/$need" ]] || { echo "train_lite.sh: $SHARED/$need not found (pass the shared folder as the first argument)" >&2; exit 1; }
@@ -33,7 +48,7 @@ start=$(date +%s)
 shared_paths=(--set "data.datasets.0.root=$SHARED/data/train" --set "data.datasets.1.root=$SHARED/data/train_extra"
   --set "pretrained_backbone=$SHARED/weights/nanotrack/nanotrackv2_state_dict.pt"
   --set "distill.backbone=$SHARED/weights/nanotrack/nanotrackv2_state_dict.pt"
-  --set "distill.head=$SHARED/weights/nanotrack/onnx_v2/nanotrack_head_sim.onnx")
+  --set "distill.head=$SHARED/weights/nanotrack/onnx_v2/nanotrack_head_sim.onnx" "${experiment[@]}")
 echo "train_lite.sh: stage 1 of 2 (backbone frozen, 30 epochs)"
 sparsett-train --config config/train/lite_v2.yaml --device cpu --no-progress "${shared_paths[@]}"
 echo "train_lite.sh: stage 2 of 2 (backbone unfrozen, 10 epochs from stage 1's epoch 29)"

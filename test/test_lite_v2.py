@@ -293,6 +293,51 @@ def test_train_script_stage_two_continues_stage_one():
     assert export.group(2) == f"{two.output_dir}/{two.name}/epoch-$e.pt" and int(export.group(1)) == two.epochs - 1
 
 
+def test_train_script_gives_experiment_overrides_to_both_stages(tmp_path):
+    """scripts/train_lite.sh SHARED OUT --set K=V: both training runs get the override after the
+    shared paths (stage 2's own schedule still after it), the export writes OUT; a bad option is
+    refused before anything runs. sparsett-train and python are stand-ins that record their calls."""
+    import os
+    import shlex
+    import shutil
+    import subprocess
+
+    repo, shared, bin_dir, calls = tmp_path / "repo", tmp_path / "shared", tmp_path / "bin", tmp_path / "calls"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "train_lite.sh", repo / "scripts")  # a checkout without .venv
+    for d in ("data/train", "data/train_extra"):
+        (shared / d).mkdir(parents=True)
+    for f in ("nanotrackv2_state_dict.pt", "onnx_v2/nanotrack_head_sim.onnx"):
+        (shared / "weights" / "nanotrack" / f).parent.mkdir(parents=True, exist_ok=True)
+        (shared / "weights" / "nanotrack" / f).touch()
+    bin_dir.mkdir()
+    for tool in ("sparsett-train", "python"):
+        (bin_dir / tool).write_text(f'#!/usr/bin/env bash\n{{ printf "%q " {tool} "$@"; echo; }} >> "{calls}"\n')
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(repo / "scripts" / "train_lite.sh"), *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    bad = run(str(shared), "--set", "data.unlabelled_prob")
+    assert bad.returncode == 2 and "--set needs KEY=VALUE" in bad.stderr and not calls.exists()
+    assert run("--frobnicate").returncode == 2 and not calls.exists()
+
+    out = tmp_path / "model.pt"
+    proc = run(str(shared), str(out), "--set", "data.unlabelled_prob=0.3")
+    assert proc.returncode == 0, proc.stderr
+    runs = [shlex.split(line) for line in calls.read_text().splitlines()]
+    assert [r[0] for r in runs] == ["sparsett-train", "sparsett-train", "python"]
+    for stage in runs[:2]:
+        sets = [v for k, v in zip(stage, stage[1:]) if k == "--set"]
+        assert f"data.datasets.0.root={shared}/data/train" in sets
+        assert sets.index("data.unlabelled_prob=0.3") > sets.index(f"data.datasets.1.root={shared}/data/train_extra")
+    stage2 = [v for k, v in zip(runs[1], runs[1][1:]) if k == "--set"]
+    assert stage2.index("data.unlabelled_prob=0.3") < stage2.index("seed=20261201")
+    assert runs[2][-3:] == [str(out), "--check-dir", f"{shared}/data/train"]
+
+
 def test_config_overrides_reach_list_items():
     """scripts/train_lite.sh points the recipe's two datasets at another shared folder by index."""
     from sparsett_core.train.config import load_config

@@ -191,15 +191,18 @@ class FoldedMobileNetV3(nn.Module):
             else:
                 # NanoTrack's order: depthwise -> BN -> SE -> activation (expanded blocks), or
                 # depthwise -> BN -> activation -> SE (the first block, no expansion)
-                w1, b1, w2, b2 = b["se"]
-
-                def excite(t: torch.Tensor) -> torch.Tensor:
-                    return t * F.hardsigmoid(F.linear(F.relu(F.linear(t.mean((2, 3)), w1, b1)), w2, b2))[:, :, None, None]
-
-                y = excite(act(y, inplace=True)) if b["expand"] is None else act(excite(y), inplace=True)
+                if b["expand"] is None:
+                    y = _excite(act(y, inplace=True), *b["se"])
+                else:
+                    y = act(_excite(y, *b["se"]), inplace=True)
             y = F.conv2d(y, *b["project"])
             x = x + y if b["residual"] else y
         return x.contiguous()
+
+
+def _excite(t: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
+    """Squeeze-and-excitation with plain tensors: (B, C, H, W) scaled per channel."""
+    return t * F.hardsigmoid(F.linear(F.relu(F.linear(t.mean((2, 3)), w1, b1)), w2, b2))[:, :, None, None]
 
 
 def load_nanotrack_backbone(backbone: MobileNetV3S16, path: str | Path) -> list[str]:
