@@ -71,7 +71,7 @@ def test_readme_node_commands_run_as_written(shell, colcon_install, ros_context)
         assert "SparseTT from the default SparseTT-Lite weights" in launch.log()
         client.wait_for(lambda: client.pub["image"].get_subscription_count() > 0, "the node's image subscription")
         camera = Camera(client)
-        echo.wait_for_log(r"state_name: IDLE")  # the latched status reaches the echo started before the node
+        echo.wait_for_log(r"state_name: IDLE")  # the latched status reaches the echo started with the launch
         # the launch file's default params_file: the package's config/tracker.yaml, as installed
         dump = run_ros2(["param", "dump", "/tracker_node"], env, cwd=cwd).stdout
         params = yaml.safe_load(dump)["/tracker_node"]["ros__parameters"]
