@@ -9,16 +9,17 @@
 #   OUT_CHECKPOINT  where the exported model goes (default: work_dir/train/sparsett-lite-v2/lite_v2_fp16.pt;
 #                   copy it to sparsett_core/weights/default.pt to ship it)
 #   --set KEY=VALUE an experiment: a config override given to both stages (repeatable), e.g.
-#                   --set data.unlabelled_prob=0.3; stage 2's own overrides below come after it.
+#                   --set data.unlabelled_prob=0 (E's recipe); stage 2's own overrides below come after it.
 #                   The runs still write work_dir/train/sparsett-lite-v2{,-ft}: move a previous run away.
 #
 # Two stages, both config/train/lite_v2.yaml (docs/lite.md has the choices behind them):
 #   1. NanoTrack v2's backbone (frozen), distillation from NanoTrack v2 (its head ONNX runs in the
-#      data worker), the 23 training sequences of the held-out split (the validation videos are
-#      excluded there), 30 epochs; about 85 minutes on a 2-core AMD EPYC (Zen 4), 62 on a 2-core
-#      Sapphire Rapids-class Xeon (model 167; a model-207 VM of the same class took 1.5x longer).
+#      data worker; on the annotated targets and on unlabelled regions, data.unlabelled_prob 0.3),
+#      the 23 training sequences of the held-out split (the validation videos are excluded there),
+#      30 epochs; 57 minutes on the 2-core AMD EPYC Zen 5 that trained the shipped file, about 85 on
+#      a Zen 4, 62 on a 2-core Sapphire Rapids-class Xeon (model 167; model 207: 1.5x longer).
 #   2. from stage 1's epoch 29, 10 more epochs with the backbone unfrozen (lr 1.5e-4, backbone lr
-#      x0.1, x0.3 at epochs 6 and 8); about 45 minutes there (Xeon: 41). Its epoch 9 is the shipped file.
+#      x0.1, x0.3 at epochs 6 and 8); 31 minutes there (Zen 4: 45, Xeon: 41). Its epoch 9 is the shipped file.
 # Training is deterministic with one thread on one machine kind; another CPU rounds differently
 # and gives a model of the same quality, not the same file (docs/lite.md: the Xeon rerun).
 # SparseTT-Lite v1 (EfficientNet-Lite0): config/train/lite.yaml, see docs/lite.md.
